@@ -1,0 +1,1 @@
+"""The otel-chatbot Bot Framework bot."""

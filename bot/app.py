@@ -1,0 +1,115 @@
+"""The aiohttp application: /api/messages with its request checks, /healthz. The only module that knows HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClient, Storage, UserState
+
+from bot import compat
+from bot.adapter import ChatAdapter
+from bot.bot import ChatBot
+from bot.dialogs import FeedbackDialog
+from bot.knowledge import KnowledgeBase
+from bot.settings import Settings
+from telemetry import catalog
+from telemetry.wiring import Instrumentation
+
+log = logging.getLogger("bot.app")
+
+MESSAGES_ROUTE = "/api/messages"
+
+
+@dataclass
+class BotRuntime:
+    settings: Settings
+    bot: ChatBot
+    adapter: ChatAdapter
+
+
+RUNTIME = web.AppKey("runtime", BotRuntime)
+
+
+def error_response(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error body naming the problem; the response is marked so telemetry counts the rejection."""
+    response = web.json_response({"error": {"code": reason, "message": message}}, status=status, headers=headers)
+    response[catalog.REJECTION_REASON] = reason
+    return response
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    if request.method != "POST":
+        return error_response(405, catalog.REJECT_METHOD, "use POST to send an Activity", {"Allow": "POST"})
+    if request.content_type != "application/json":
+        return error_response(
+            415, catalog.REJECT_MEDIA_TYPE, f"Content-Type must be application/json, got {request.content_type!r}"
+        )
+    limit = runtime.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return error_response(413, catalog.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, catalog.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
+    if not raw.strip():
+        return error_response(400, catalog.REJECT_INVALID_JSON, "the body is empty; expected an Activity as JSON")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        message = f"the body is not valid JSON: {error}" if isinstance(error, ValueError) else "JSON nested too deeply"
+        return error_response(400, catalog.REJECT_INVALID_JSON, message)
+    try:
+        activity = compat.parse_activity(body)
+    except ValueError as error:
+        return error_response(400, catalog.REJECT_NOT_AN_ACTIVITY, str(error))
+    adapter = runtime.adapter
+    try:
+        authenticated = await compat.authenticate_or_refuse(
+            adapter.bot_framework_authentication, activity, request.headers.get("Authorization", "")
+        )
+    except PermissionError as error:
+        return error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
+    invoke_response = await adapter.process_activity(authenticated, activity, runtime.bot.on_turn)
+    if invoke_response:
+        return web.json_response(compat.invoke_response_body(invoke_response), status=invoke_response.status)
+    return web.Response(status=201)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(
+    settings: Settings, instrumentation: Instrumentation | None = None, storage: Storage | None = None
+) -> web.Application:
+    """The bot's web application. `instrumentation` (from telemetry.wiring.instrument) wraps it from outside."""
+    hooks = instrumentation or Instrumentation()
+    storage = storage or MemoryStorage()
+    conversation_state = ConversationState(storage)
+    user_state = UserState(storage)
+    telemetry_client = hooks.telemetry_client or NullTelemetryClient()
+    dialog = FeedbackDialog(user_state, telemetry_client)
+    bot = ChatBot(conversation_state, user_state, dialog, KnowledgeBase.load(), telemetry_client)
+
+    app = web.Application(middlewares=list(hooks.http_middlewares), client_max_size=settings.max_body_bytes)  # type: ignore[arg-type]
+
+    async def channel_session(app: web.Application) -> AsyncIterator[None]:
+        # One pooled session for every reply to every channel; created on the running loop.
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
+        async with aiohttp.ClientSession(
+            connector=connector, trace_configs=list(hooks.client_trace_configs)
+        ) as session:
+            adapter = ChatAdapter(settings, session, conversation_state, list(hooks.turn_middlewares))
+            app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter)
+            yield
+
+    app.cleanup_ctx.append(channel_session)
+    app.router.add_route("*", MESSAGES_ROUTE, messages)
+    app.router.add_get("/healthz", healthz)
+    return app

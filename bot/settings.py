@@ -1,0 +1,86 @@
+"""One validated settings object, read from the environment (and a .env file when `python -m bot` starts)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from telemetry.config import ConfigError, TelemetryConfig, parse_number, parse_port
+
+APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str = ""
+    app_password: str = field(default="", repr=False)
+    app_type: str = "MultiTenant"
+    app_tenant_id: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3978
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 8000
+    reply_timeout_seconds: float = 15.0
+    max_body_bytes: int = 256 * 1024
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.app_id)
+
+    def botbuilder_configuration(self) -> SimpleNamespace:
+        """The attribute names botbuilder's ConfigurationBotFrameworkAuthentication reads.
+
+        Only these four: any auth override key (issuer, OpenID URLs, OAuth URL, ...) makes botbuilder pick a
+        different authentication class that rejects credential-less Emulator requests.
+        """
+        return SimpleNamespace(
+            APP_ID=self.app_id,
+            APP_PASSWORD=self.app_password,
+            APP_TYPE=self.app_type,
+            APP_TENANTID=self.app_tenant_id,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        app_id = env.get("MicrosoftAppId", "").strip()
+        app_type = env.get("MicrosoftAppType", "").strip() or "MultiTenant"
+        matching = [name for name in APP_TYPES if name.lower() == app_type.lower()]
+        if not matching:
+            raise ConfigError("MicrosoftAppType", f"expected one of {', '.join(APP_TYPES)}, got {app_type!r}")
+        app_type = matching[0]
+        if app_id:
+            try:
+                uuid.UUID(app_id)
+            except ValueError:
+                raise ConfigError(
+                    "MicrosoftAppId", f"expected an application (client) id GUID, got {app_id!r}"
+                ) from None
+        password = env.get("MicrosoftAppPassword", "")
+        tenant = env.get("MicrosoftAppTenantId", "").strip()
+        if app_id and app_type != "UserAssignedMSI" and not password:
+            raise ConfigError("MicrosoftAppPassword", "is required when MicrosoftAppId is set")
+        if app_id and app_type != "MultiTenant" and not tenant:
+            raise ConfigError("MicrosoftAppTenantId", f"is required when MicrosoftAppType is {app_type}")
+        if not app_id and password:
+            raise ConfigError("MicrosoftAppId", "is empty but MicrosoftAppPassword is set")
+        return cls(
+            app_id=app_id,
+            app_password=password,
+            app_type=app_type,
+            app_tenant_id=tenant,
+            host=env.get("BOT_HOST", "").strip() or "127.0.0.1",
+            port=parse_port(env, "PORT", 3978),
+            metrics_host=env.get("BOT_METRICS_HOST", "").strip() or "127.0.0.1",
+            metrics_port=parse_port(env, "BOT_METRICS_PORT", 8000),
+            reply_timeout_seconds=parse_number(env, "BOT_REPLY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
+            max_body_bytes=int(parse_number(env, "BOT_MAX_BODY_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024)),
+            telemetry=TelemetryConfig.from_env(env),
+        )
+
+
+__all__ = ["APP_TYPES", "ConfigError", "Settings"]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything otel-chatbot needs into ./.venv, with the pinned versions of infra/dev/constraints.txt.
+#   bash infra/dev/install.sh          the bot (and the load test)
+#   bash infra/dev/install.sh --test   also the test tools and the Debian packages the tests start
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+want_tests=false
+[ "${1:-}" = "--test" ] && want_tests=true
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "otel-chatbot needs Python 3.11 or newer; $python is $("$python" --version 2>&1)" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$python" -m venv .venv
+fi
+
+extras="load"
+$want_tests && extras="dev,load"
+echo "==> installing Python packages (.[${extras}], pinned by infra/dev/constraints.txt)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  -c infra/dev/constraints.txt -e ".[${extras}]"
+echo "==> ready: .venv/bin/python -m bot"

@@ -1,0 +1,307 @@
+"""Bot Framework instrumentation: turn middleware, reply timing and a BotTelemetryClient for dialogs.
+
+It knows botbuilder's types and the turn-state keys of the catalog; it never imports the bot's own logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from botbuilder.core import BotTelemetryClient, Middleware, Severity, TurnContext
+from botbuilder.core.bot_telemetry_client import TelemetryDataPointType
+from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
+from opentelemetry import trace
+
+from telemetry import catalog
+from telemetry.privacy import redact
+from telemetry.setup import Telemetry
+
+log = logging.getLogger("telemetry.turn")
+
+
+@dataclass
+class TurnRecord:
+    """What the instrumentation knows about the turn in progress (reachable from dialogs through a ContextVar)."""
+
+    channel: str
+    span: trace.Span
+    replies: int = 0
+    dialog_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+_current_turn: ContextVar[TurnRecord | None] = ContextVar("otel_chatbot_turn", default=None)
+
+
+def _name(value: object, default: str = "unknown") -> str:
+    """Enum members (botbuilder's ActivityTypes) by value, so labels read `message`, not `ActivityTypes.message`."""
+    if value is None or value == "":
+        return default
+    return str(getattr(value, "value", value))
+
+
+def _hex_ids(span: trace.Span) -> tuple[str, str]:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def operation_query(trace_id: str) -> str:
+    return f'union requests, dependencies, traces, exceptions | where operation_Id == "{trace_id}"'
+
+
+class TurnTelemetryMiddleware(Middleware):
+    """Describes every turn on the current span (the HTTP request's SERVER span when there is one), counts it and
+    times it, reports every activity sent, and on the emulator channel tells the developer the turn's trace id."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._instruments = telemetry.instruments
+        self._hash = telemetry.hasher
+        self._tracer = telemetry.tracer
+        self._text = telemetry.config.log_personal_information
+
+    async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
+        current = trace.get_current_span()
+        if current.get_span_context().is_valid:
+            await self._run(context, logic, current)
+        else:
+            with self._tracer.start_as_current_span(
+                catalog.SPAN_TURN, record_exception=False, set_status_on_exception=False
+            ) as span:
+                await self._run(context, logic, span)
+
+    async def _run(self, context: TurnContext, logic: Callable[[], Awaitable[Any]], span: trace.Span) -> None:
+        activity = context.activity
+        channel = _name(activity.channel_id)
+        activity_type = _name(activity.type)
+        conversation = self._hash(activity.conversation.id if activity.conversation else None)
+        user = self._hash(activity.from_property.id if activity.from_property else None)
+        record = TurnRecord(channel=channel, span=span)
+        token = _current_turn.set(record)
+        context.on_send_activities(self._on_send)
+        start = time.perf_counter()
+        outcome = catalog.OUTCOME_SUCCESS
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    catalog.CHANNEL: channel,
+                    catalog.ACTIVITY_TYPE: activity_type,
+                    catalog.LOCALE: activity.locale or "",
+                    catalog.CONVERSATION_HASH: conversation,
+                    catalog.USER_HASH: user,
+                    catalog.ENDUSER_ID: user,
+                    catalog.ACTIVITY_ID: activity.id or "",
+                }
+            )
+            if self._text and activity.text:
+                span.set_attribute(catalog.MESSAGE_TEXT, redact(activity.text))
+        if conversation:
+            self._instruments.active_conversations.touch(conversation)
+        if activity_type == ActivityTypes.message:
+            self._instruments.messages_received.add(1, {catalog.CHANNEL: channel})
+        received = {
+            "channelId": channel,
+            "activityId": activity.id or "",
+            "activityType": activity_type,
+            "conversationId": conversation,
+            "fromId": user,
+            "locale": activity.locale or "",
+        }
+        if self._text and activity.text:
+            received["text"] = redact(activity.text)
+        self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
+        try:
+            await logic()
+        except Exception as error:
+            outcome = catalog.OUTCOME_ERROR
+            error_type = type(error).__qualname__
+            span.record_exception(error)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
+            span.set_attribute(catalog.ERROR_TYPE, error_type)
+            self._instruments.errors.add(1, {catalog.CHANNEL: channel, catalog.ERROR_TYPE: error_type})
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
+            if intent not in catalog.INTENTS:
+                intent = catalog.INTENT_NONE
+            dialog_id = context.turn_state.get(catalog.TURN_STATE_DIALOG) or record.dialog_id
+            labels = {
+                catalog.CHANNEL: channel,
+                catalog.ACTIVITY_TYPE: activity_type,
+                catalog.INTENT: intent,
+                catalog.OUTCOME: outcome,
+            }
+            self._instruments.turns.add(1, labels)
+            self._instruments.turn_duration.record(elapsed, labels)
+            span.set_attribute(catalog.INTENT, intent)
+            span.set_attribute(catalog.OUTCOME, outcome)
+            if dialog_id:
+                span.set_attribute(catalog.DIALOG_ID, str(dialog_id))
+            log.info(
+                "turn %s on %s: intent=%s outcome=%s replies=%d in %.1f ms",
+                activity_type,
+                channel,
+                intent,
+                outcome,
+                record.replies,
+                elapsed * 1000,
+            )
+            if channel == "emulator":
+                await self._send_trace_activity(context, span, outcome)
+            _current_turn.reset(token)
+
+    async def _send_trace_activity(self, context: TurnContext, span: trace.Span, outcome: str) -> None:
+        trace_id, span_id = _hex_ids(span)
+        value = {"traceId": trace_id, "spanId": span_id, "operationId": trace_id, "outcome": outcome}
+        value["query"] = operation_query(trace_id)
+        activity = Activity(
+            type=ActivityTypes.trace,
+            name=catalog.TRACE_ACTIVITY_NAME,
+            label="OpenTelemetry trace of this turn",
+            value_type=catalog.TRACE_ACTIVITY_VALUE_TYPE,
+            value=value,
+        )
+        try:
+            await context.send_activity(activity)
+        except Exception:  # the channel failing must not turn a finished turn into a failed one
+            log.warning("could not send the trace activity to the emulator", exc_info=True)
+
+    async def _on_send(
+        self,
+        context: TurnContext,
+        activities: list[Activity],
+        next_send: Callable[[], Awaitable[list[ResourceResponse]]],
+    ) -> list[ResourceResponse]:
+        record = _current_turn.get()
+        channel = _name(context.activity.channel_id)
+        start = time.perf_counter()
+        error_type: str | None = None
+        try:
+            return await next_send()
+        except Exception as error:
+            error_type = type(error).__qualname__
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            attributes = {catalog.CHANNEL: channel}
+            if error_type:
+                attributes[catalog.ERROR_TYPE] = error_type
+            if context.activity.delivery_mode != "expectReplies":
+                self._instruments.channel_reply_duration.record(elapsed, attributes)
+            if error_type is None:
+                self._count_sent(context, activities, channel, record)
+
+    def _count_sent(
+        self, context: TurnContext, activities: list[Activity], channel: str, record: TurnRecord | None
+    ) -> None:
+        conversation = self._hash(context.activity.conversation.id if context.activity.conversation else None)
+        for activity in activities:
+            activity_type = _name(activity.type, ActivityTypes.message.value)
+            self._instruments.messages_sent.add(1, {catalog.CHANNEL: channel, catalog.ACTIVITY_TYPE: activity_type})
+            if activity_type == ActivityTypes.trace:
+                continue
+            if record is not None:
+                record.replies += 1
+                record.span.set_attribute(catalog.REPLIES, record.replies)
+            properties = {
+                "channelId": channel,
+                "replyActivityId": context.activity.id or "",
+                "activityType": activity_type,
+                "conversationId": conversation,
+                "recipientId": self._hash(activity.recipient.id if activity.recipient else None),
+                "locale": activity.locale or context.activity.locale or "",
+            }
+            if self._text and activity.text:
+                properties["text"] = redact(activity.text)
+            self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
+
+
+class OpenTelemetryBotTelemetryClient(BotTelemetryClient):
+    """botbuilder's telemetry interface, fed into OpenTelemetry: dialogs and the bot report through it."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._instruments = telemetry.instruments
+
+    def track_event(
+        self, name: str, properties: dict[str, object] | None = None, measurements: dict[str, object] | None = None
+    ) -> None:
+        properties = properties or {}
+        record = _current_turn.get()
+        channel = record.channel if record else "unknown"
+        dialog_id = str(properties.get("DialogId", ""))
+        step = str(properties.get("StepName", ""))
+        span = trace.get_current_span()
+        if name == catalog.EVENT_WATERFALL_START.name:
+            self._instruments.dialogs_started.add(1, {catalog.DIALOG_ID: dialog_id})
+            if record is not None:
+                record.dialog_id = record.dialog_id or dialog_id
+        elif name == catalog.EVENT_WATERFALL_STEP.name:
+            span.add_event(catalog.SPAN_EVENT_DIALOG_STEP, {catalog.DIALOG_ID: dialog_id, catalog.DIALOG_STEP: step})
+            if record is not None:
+                record.dialog_id = record.dialog_id or dialog_id
+        elif name == catalog.EVENT_WATERFALL_COMPLETE.name:
+            self._instruments.dialogs_completed.add(1, {catalog.DIALOG_ID: dialog_id})
+        elif name == catalog.EVENT_WATERFALL_CANCEL.name:
+            self._instruments.dialogs_cancelled.add(1, {catalog.DIALOG_ID: dialog_id})
+        elif name == catalog.EVENT_KNOWLEDGE_ANSWER.name:
+            topic = str(properties.get("topic", ""))
+            self._instruments.knowledge_answers.add(1, {catalog.CHANNEL: channel, catalog.KNOWLEDGE_TOPIC: topic})
+            span.set_attribute(catalog.KNOWLEDGE_TOPIC, topic)
+        elif name == catalog.EVENT_KNOWLEDGE_FALLBACK.name:
+            self._instruments.knowledge_fallbacks.add(1, {catalog.CHANNEL: channel})
+        # InstanceId is a random id per dialog run: useful to join steps, useless as a dimension, so it stays.
+        event = {key: str(value) for key, value in properties.items()}
+        self._telemetry.emit_event(name, event)
+
+    def track_exception(
+        self,
+        exception_type: type | None = None,
+        value: Exception | None = None,
+        trace_back: object = None,
+        properties: dict[str, object] | None = None,
+        measurements: dict[str, object] | None = None,
+    ) -> None:
+        if isinstance(value, BaseException):
+            trace.get_current_span().record_exception(value)
+
+    def track_trace(self, name: str, properties: dict[str, object] | None = None, severity: Severity = None) -> None:
+        level = {
+            Severity.verbose: logging.DEBUG,
+            Severity.information: logging.INFO,
+            Severity.warning: logging.WARNING,
+            Severity.error: logging.ERROR,
+            Severity.critical: logging.CRITICAL,
+        }.get(severity, logging.INFO)
+        logging.getLogger("bot.trace").log(level, "%s", name, extra={"properties": str(properties or {})})
+
+    def track_metric(
+        self,
+        name: str,
+        value: float,
+        tel_type: TelemetryDataPointType = None,
+        count: int | None = None,
+        min_val: float | None = None,
+        max_val: float | None = None,
+        std_dev: float | None = None,
+        properties: dict[str, object] | None = None,
+    ) -> None:
+        log.debug("track_metric %s is not exported; define the metric in telemetry/catalog.py", name)
+
+    def track_pageview(self, name: str, url: str, duration: int = 0, properties=None, measurements=None) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    def track_request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        return None  # requests are traced by the HTTP server instrumentation
+
+    def track_dependency(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        return None  # outgoing calls are traced by the HTTP client instrumentation
+
+    def flush(self) -> None:
+        self._telemetry.force_flush()

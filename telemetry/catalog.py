@@ -1,0 +1,326 @@
+"""Every telemetry name the project emits: metrics, spans, events and attributes.
+
+This module is the single source of truth. Instrumentation code, docs/telemetry.md, dashboards, alert rules and
+queries use these names; tests prove they match. It holds data only and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Instrument(StrEnum):
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    GAUGE = "gauge"  # observable gauge
+    UP_DOWN_COUNTER = "updowncounter"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    description: str
+    values: tuple[str, ...] = ()  # closed set when known; empty means "bounded by code, see description"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    instrument: Instrument
+    unit: str
+    description: str
+    attributes: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def prometheus_name(self) -> str:
+        """The series name opentelemetry-exporter-prometheus gives this metric (without _bucket/_sum/_count)."""
+        base = self.name.replace(".", "_")
+        suffix = _PROMETHEUS_UNIT_SUFFIX.get(self.unit, "")
+        if suffix and not base.endswith("_" + suffix):
+            base = f"{base}_{suffix}"
+        if self.instrument is Instrument.COUNTER:
+            base += "_total"
+        return base
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    description: str
+    properties: tuple[str, ...] = field(default_factory=tuple)
+
+
+# Units in UCUM; annotations in braces are dropped by the Prometheus exporter.
+_PROMETHEUS_UNIT_SUFFIX = {"s": "seconds", "By": "bytes"}
+
+# Seconds, from a few milliseconds to the 30 s a channel waits; 2 s is a boundary because it is the alert threshold.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+)
+
+INSTRUMENTATION_SCOPE = "otel_chatbot"
+
+# ---- attributes -------------------------------------------------------------------------------------------------
+CHANNEL = "bot.channel"
+ACTIVITY_TYPE = "bot.activity.type"
+LOCALE = "bot.locale"
+INTENT = "bot.intent"
+OUTCOME = "bot.turn.outcome"
+REPLIES = "bot.turn.replies"
+DIALOG_ID = "bot.dialog.id"
+DIALOG_STEP = "bot.dialog.step"
+KNOWLEDGE_TOPIC = "bot.knowledge.topic"
+CONVERSATION_HASH = "bot.conversation.hash"
+USER_HASH = "bot.user.hash"
+ACTIVITY_ID = "bot.activity.id"
+REPLY_TO_ID = "bot.activity.reply_to_id"
+MESSAGE_TEXT = "bot.message.text"
+ENDUSER_ID = "enduser.id"  # semconv; Azure Monitor maps it to user_Id (we store the keyed hash)
+ERROR_TYPE = "error.type"  # semconv
+HTTP_METHOD = "http.request.method"  # semconv
+HTTP_ROUTE = "http.route"  # semconv
+HTTP_STATUS = "http.response.status_code"  # semconv
+REJECTION_REASON = "bot.request.rejection"
+
+OUTCOME_SUCCESS = "success"
+OUTCOME_ERROR = "error"
+
+INTENT_WELCOME = "welcome"
+INTENT_HELP = "help"
+INTENT_KNOWLEDGE = "knowledge"
+INTENT_FALLBACK = "fallback"
+INTENT_DIALOG = "dialog"
+INTENT_CANCEL = "cancel"
+INTENT_NONE = "none"
+INTENTS = (
+    INTENT_WELCOME,
+    INTENT_HELP,
+    INTENT_KNOWLEDGE,
+    INTENT_FALLBACK,
+    INTENT_DIALOG,
+    INTENT_CANCEL,
+    INTENT_NONE,
+)
+
+# Request rejections (bad input); each is answered with a 4xx and counted.
+REJECT_INVALID_JSON = "invalid_json"
+REJECT_NOT_AN_ACTIVITY = "not_an_activity"
+REJECT_MEDIA_TYPE = "unsupported_media_type"
+REJECT_TOO_LARGE = "body_too_large"
+REJECT_UNAUTHORIZED = "unauthorized"
+REJECT_METHOD = "method_not_allowed"
+REJECTIONS = (
+    REJECT_INVALID_JSON,
+    REJECT_NOT_AN_ACTIVITY,
+    REJECT_MEDIA_TYPE,
+    REJECT_TOO_LARGE,
+    REJECT_UNAUTHORIZED,
+    REJECT_METHOD,
+)
+
+ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute(CHANNEL, "Bot Framework channel id (emulator, msteams, webchat, directline, ...)"),
+    Attribute(ACTIVITY_TYPE, "Incoming activity type (message, conversationUpdate, invoke, ...)"),
+    Attribute(LOCALE, "Locale of the incoming activity, as sent by the channel"),
+    Attribute(INTENT, "How the bot routed the turn", INTENTS),
+    Attribute(OUTCOME, "Whether the turn finished without an unhandled exception", (OUTCOME_SUCCESS, OUTCOME_ERROR)),
+    Attribute(REPLIES, "Number of activities the bot sent during the turn"),
+    Attribute(DIALOG_ID, "Id of a botbuilder dialog (fixed by the bot's code)"),
+    Attribute(DIALOG_STEP, "Name of a waterfall step (fixed by the bot's code)"),
+    Attribute(KNOWLEDGE_TOPIC, "Id of the knowledge-base entry that answered (fixed by the shipped data file)"),
+    Attribute(CONVERSATION_HASH, "Keyed hash of the conversation id; spans and events only, never metrics"),
+    Attribute(USER_HASH, "Keyed hash of the user id; spans and events only, never metrics"),
+    Attribute(ACTIVITY_ID, "Id of the incoming activity; spans and events only"),
+    Attribute(REPLY_TO_ID, "Id of the activity a reply answers; events only"),
+    Attribute(MESSAGE_TEXT, "Message text after redaction; only exported when BOT_LOG_PERSONAL_INFORMATION=true"),
+    Attribute(ENDUSER_ID, "Keyed hash of the user id on the turn span (Application Insights user_Id)"),
+    Attribute(ERROR_TYPE, "Exception class name, or the HTTP status code for failed requests"),
+    Attribute(HTTP_METHOD, "HTTP request method"),
+    Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
+    Attribute(HTTP_STATUS, "HTTP response status code"),
+    Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
+)
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+HTTP_SERVER_DURATION = Metric(
+    "http.server.request.duration",
+    Instrument.HISTOGRAM,
+    "s",
+    "Duration of HTTP server requests (OpenTelemetry HTTP semantic conventions)",
+    (HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE),
+    DURATION_BUCKETS,
+)
+TURNS = Metric(
+    "bot.turns",
+    Instrument.COUNTER,
+    "{turn}",
+    "Bot turns processed, one per incoming activity",
+    (CHANNEL, ACTIVITY_TYPE, INTENT, OUTCOME),
+)
+TURN_DURATION = Metric(
+    "bot.turn.duration",
+    Instrument.HISTOGRAM,
+    "s",
+    "Time from receiving an activity to the end of the turn, replies included",
+    (CHANNEL, ACTIVITY_TYPE, INTENT, OUTCOME),
+    DURATION_BUCKETS,
+)
+MESSAGES_RECEIVED = Metric(
+    "bot.messages.received",
+    Instrument.COUNTER,
+    "{message}",
+    "Message activities received from users",
+    (CHANNEL,),
+)
+MESSAGES_SENT = Metric(
+    "bot.messages.sent",
+    Instrument.COUNTER,
+    "{message}",
+    "Activities the bot sent, by activity type (message, trace, typing, ...)",
+    (CHANNEL, ACTIVITY_TYPE),
+)
+ACTIVE_CONVERSATIONS = Metric(
+    "bot.conversations.active",
+    Instrument.GAUGE,
+    "{conversation}",
+    "Conversations with at least one turn in the last 5 minutes",
+)
+KNOWLEDGE_ANSWERS = Metric(
+    "bot.knowledge.answers",
+    Instrument.COUNTER,
+    "{answer}",
+    "Questions answered from the knowledge base",
+    (CHANNEL, KNOWLEDGE_TOPIC),
+)
+KNOWLEDGE_FALLBACKS = Metric(
+    "bot.knowledge.fallbacks",
+    Instrument.COUNTER,
+    "{turn}",
+    "Messages the bot did not understand",
+    (CHANNEL,),
+)
+DIALOGS_STARTED = Metric(
+    "bot.dialogs.started", Instrument.COUNTER, "{dialog}", "Waterfall dialogs started", (DIALOG_ID,)
+)
+DIALOGS_COMPLETED = Metric(
+    "bot.dialogs.completed", Instrument.COUNTER, "{dialog}", "Waterfall dialogs run to their end", (DIALOG_ID,)
+)
+DIALOGS_CANCELLED = Metric(
+    "bot.dialogs.cancelled", Instrument.COUNTER, "{dialog}", "Waterfall dialogs cancelled", (DIALOG_ID,)
+)
+ERRORS = Metric(
+    "bot.errors",
+    Instrument.COUNTER,
+    "{error}",
+    "Unhandled exceptions in turns, by exception type",
+    (CHANNEL, ERROR_TYPE),
+)
+CHANNEL_REPLY_DURATION = Metric(
+    "bot.channel.reply.duration",
+    Instrument.HISTOGRAM,
+    "s",
+    "Time to deliver the bot's activities of one send call to the channel (serviceUrl)",
+    (CHANNEL, ERROR_TYPE),
+    DURATION_BUCKETS,
+)
+REQUESTS_REJECTED = Metric(
+    "bot.requests.rejected",
+    Instrument.COUNTER,
+    "{request}",
+    "Requests to /api/messages refused before reaching the bot (bad input or failed authentication)",
+    (REJECTION_REASON, HTTP_STATUS),
+)
+PROCESS_CPU_UTILIZATION = Metric(
+    "process.cpu.utilization",
+    Instrument.GAUGE,
+    "1",
+    "CPU time used by the process since the last collection, divided by elapsed time and CPU count (0..1)",
+)
+PROCESS_MEMORY_USAGE = Metric(
+    "process.memory.usage",
+    Instrument.GAUGE,
+    "By",
+    "Resident set size of the process",
+)
+
+METRICS: tuple[Metric, ...] = (
+    HTTP_SERVER_DURATION,
+    TURNS,
+    TURN_DURATION,
+    MESSAGES_RECEIVED,
+    MESSAGES_SENT,
+    ACTIVE_CONVERSATIONS,
+    KNOWLEDGE_ANSWERS,
+    KNOWLEDGE_FALLBACKS,
+    DIALOGS_STARTED,
+    DIALOGS_COMPLETED,
+    DIALOGS_CANCELLED,
+    ERRORS,
+    CHANNEL_REPLY_DURATION,
+    REQUESTS_REJECTED,
+    PROCESS_CPU_UTILIZATION,
+    PROCESS_MEMORY_USAGE,
+)
+
+# ---- spans ------------------------------------------------------------------------------------------------------
+SPAN_MESSAGES_REQUEST = "POST /api/messages"  # SERVER span, "{method} {route}" per HTTP semantic conventions
+SPAN_TURN = "bot.turn"  # INTERNAL span, only for turns that arrive without an HTTP request (proactive, tests)
+SPAN_REPLY = "POST"  # CLIENT span from the aiohttp client instrumentation, one per activity sent to serviceUrl
+SPAN_EVENT_DIALOG_STEP = "dialog.step"  # span event on the turn span for every waterfall step
+
+# ---- custom events (Application Insights customEvents; names compatible with Bot analytics queries) ----------------
+EVENT_INITIALIZED = Event("Chatbot Initialized", "Emitted once when the bot starts", ("service.version",))
+EVENT_MESSAGE_RECEIVED = Event(
+    "BotMessageReceived",
+    "An activity arrived from a channel",
+    ("channelId", "activityId", "activityType", "conversationId", "fromId", "locale", "text"),
+)
+EVENT_MESSAGE_SEND = Event(
+    "BotMessageSend",
+    "The bot sent an activity",
+    ("channelId", "replyActivityId", "activityType", "conversationId", "recipientId", "locale", "text"),
+)
+EVENT_WATERFALL_START = Event("WaterfallStart", "A waterfall dialog started", ("DialogId",))
+EVENT_WATERFALL_STEP = Event("WaterfallStep", "A waterfall dialog ran a step", ("DialogId", "StepName"))
+EVENT_WATERFALL_COMPLETE = Event("WaterfallComplete", "A waterfall dialog ended normally", ("DialogId",))
+EVENT_WATERFALL_CANCEL = Event("WaterfallCancel", "A waterfall dialog was cancelled", ("DialogId", "StepName"))
+EVENT_KNOWLEDGE_ANSWER = Event("KnowledgeAnswer", "The knowledge base answered a question", ("topic",))
+EVENT_KNOWLEDGE_FALLBACK = Event("KnowledgeFallback", "The bot did not understand a message", ())
+
+EVENTS: tuple[Event, ...] = (
+    EVENT_INITIALIZED,
+    EVENT_MESSAGE_RECEIVED,
+    EVENT_MESSAGE_SEND,
+    EVENT_WATERFALL_START,
+    EVENT_WATERFALL_STEP,
+    EVENT_WATERFALL_COMPLETE,
+    EVENT_WATERFALL_CANCEL,
+    EVENT_KNOWLEDGE_ANSWER,
+    EVENT_KNOWLEDGE_FALLBACK,
+)
+
+# ---- turn state keys the bot may set so the turn telemetry can describe the turn ---------------------------------
+TURN_STATE_INTENT = "otel_chatbot.intent"  # one of INTENTS
+TURN_STATE_DIALOG = "otel_chatbot.dialog"  # id of the dialog the turn ran in, if any
+
+# ---- trace activity the bot sends on the emulator channel --------------------------------------------------------
+TRACE_ACTIVITY_NAME = "otel_chatbot.turn"
+TRACE_ACTIVITY_VALUE_TYPE = "https://opentelemetry.io/schemas/trace-context"
+TRACE_ERROR_ACTIVITY_NAME = "otel_chatbot.error"

@@ -1,0 +1,166 @@
+"""Telemetry settings read from the environment, validated with messages that name the bad variable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_SERVICE_NAME = "otel-chatbot"
+DEFAULT_ENVIRONMENT = "development"
+
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+class ConfigError(ValueError):
+    """A setting has a value the program cannot use. `variable` names the environment variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+def parse_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+
+def parse_number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
+    return value
+
+
+def parse_port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ConfigError(name, f"expected a TCP port number 0-65535, got {raw!r}")
+    return int(raw)
+
+
+def parse_url(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"expected an http(s) URL, got {raw!r}")
+    return raw
+
+
+def parse_resource_attributes(raw: str) -> dict[str, str]:
+    """OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value pairs (values may be percent-encoded)."""
+
+    result: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("OTEL_RESOURCE_ATTRIBUTES", f"expected key=value pairs separated by commas, got {item!r}")
+        result[key.strip()] = unquote(value.strip())
+    return result
+
+
+def parse_connection_string(raw: str) -> dict[str, str]:
+    """APPLICATIONINSIGHTS_CONNECTION_STRING: `Key=Value;Key=Value`, with an InstrumentationKey."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(";"))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", f"expected Key=Value pairs, got {item!r}")
+        pairs[key.strip().lower()] = value.strip()
+    if not pairs.get("instrumentationkey"):
+        raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", "has no InstrumentationKey")
+    for key in ("ingestionendpoint", "liveendpoint"):
+        if key in pairs and urlsplit(pairs[key]).scheme not in ("http", "https"):
+            raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", f"{key} is not an http(s) URL")
+    return pairs
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("otel-chatbot")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    service_name: str = DEFAULT_SERVICE_NAME
+    service_version: str = field(default_factory=_package_version)
+    service_instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    environment: str = DEFAULT_ENVIRONMENT
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    connection_string: str | None = None
+    otlp_endpoint: str | None = None
+    sampler: str = "parentbased_always_on"
+    sampler_ratio: float = 1.0
+    log_personal_information: bool = False
+    hash_key: bytes | None = None
+    log_level: int = logging.INFO
+    storage_directory: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+        env = os.environ if environ is None else environ
+        attributes = parse_resource_attributes(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+        service_name = (
+            env.get("OTEL_SERVICE_NAME", "").strip() or attributes.get("service.name") or DEFAULT_SERVICE_NAME
+        )
+        environment = (
+            attributes.get("deployment.environment.name")
+            or attributes.get("deployment.environment")
+            or DEFAULT_ENVIRONMENT
+        )
+        connection_string = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None
+        if connection_string:
+            parse_connection_string(connection_string)
+        sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+        if sampler not in SAMPLERS:
+            raise ConfigError("OTEL_TRACES_SAMPLER", f"expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        ratio = parse_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
+        level_name = env.get("BOT_LOG_LEVEL", "").strip().upper() or "INFO"
+        level = logging.getLevelName(level_name)
+        if not isinstance(level, int):
+            raise ConfigError("BOT_LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR, got {level_name!r}")
+        hash_key = env.get("BOT_TELEMETRY_HASH_KEY", "").strip()
+        defaults = cls()
+        return cls(
+            service_name=service_name,
+            service_instance_id=attributes.get("service.instance.id") or defaults.service_instance_id,
+            environment=environment,
+            resource_attributes=attributes,
+            connection_string=connection_string,
+            otlp_endpoint=parse_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            sampler=sampler,
+            sampler_ratio=ratio,
+            log_personal_information=parse_bool(env, "BOT_LOG_PERSONAL_INFORMATION", False),
+            hash_key=hash_key.encode() if hash_key else None,
+            log_level=level,
+            storage_directory=env.get("BOT_TELEMETRY_STORAGE_DIRECTORY", "").strip() or None,
+        )

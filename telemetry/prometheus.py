@@ -1,0 +1,35 @@
+"""Prometheus exposition of the bot's metrics, from the same MeterProvider that feeds Azure Monitor."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics.export import MetricsData
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+class PrometheusReader(PrometheusMetricReader):
+    """Keeps only the latest collection.
+
+    The stock reader queues every collection and turns all queued ones into samples at the next scrape. Anything
+    else that collects — `MeterProvider.force_flush()` at shutdown or in tests — leaves an extra collection queued,
+    and the next scrape then repeats every series, which Prometheus rejects. Metrics are cumulative here, so the
+    latest collection holds everything.
+    """
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> None:
+        if metrics_data is None:
+            return
+        self._collector._metrics_datas.clear()
+        self._collector.add_metrics_data(metrics_data)
+
+
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    """`GET /metrics` (the seed's scrape target, port 8000 by default)."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,213 @@
+"""One call that configures traces, metrics and logs; the returned handle flushes and shuts everything down.
+
+Providers are created explicitly and handed to each instrumentation, so nothing depends on global state unless
+`install_globals()` is called (the running bot does; tests create several handles in one process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.metrics import set_meter_provider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from prometheus_client import CollectorRegistry
+
+from telemetry import catalog
+from telemetry.config import TelemetryConfig
+from telemetry.instruments import Instruments
+from telemetry.logs import configure_logging
+from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
+from telemetry.prometheus import PrometheusReader
+
+log = logging.getLogger("telemetry")
+
+# The Azure Monitor SDK phones home unless told not to: statsbeat, SDK stats, the control plane and the Azure VM
+# metadata detector. Off unless the operator set these variables explicitly.
+QUIET_AZURE_ENVIRONMENT = {
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+}
+EVENT_ATTRIBUTE = "microsoft.custom_event.name"  # the Azure Monitor exporter turns such log records into customEvents
+
+
+def build_resource(config: TelemetryConfig) -> Resource:
+    attributes: dict[str, str] = dict(config.resource_attributes)
+    attributes.update(
+        {
+            "service.name": config.service_name,
+            "service.version": config.service_version,
+            "service.instance.id": config.service_instance_id,
+            "deployment.environment": config.environment,
+            "deployment.environment.name": config.environment,
+        }
+    )
+    return Resource.create(attributes)
+
+
+def build_sampler(config: TelemetryConfig) -> Sampler:
+    root: Sampler
+    base = config.sampler.removeprefix("parentbased_")
+    if base == "always_on":
+        root = ALWAYS_ON
+    elif base == "always_off":
+        root = ALWAYS_OFF
+    else:
+        root = TraceIdRatioBased(config.sampler_ratio)
+    return ParentBased(root) if config.sampler.startswith("parentbased_") else root
+
+
+def histogram_views() -> list[View]:
+    return [
+        View(instrument_name=metric.name, aggregation=ExplicitBucketHistogramAggregation(list(metric.buckets)))
+        for metric in catalog.METRICS
+        if metric.instrument is catalog.Instrument.HISTOGRAM
+    ]
+
+
+@dataclass
+class Telemetry:
+    config: TelemetryConfig
+    resource: Resource
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    prometheus_registry: CollectorRegistry
+    instruments: Instruments
+    hasher: Hasher
+    azure_monitor_enabled: bool
+    _log_handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
+    _shut_down: bool = False
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(catalog.INSTRUMENTATION_SCOPE, self.config.service_version)
+
+    def emit_event(self, name: str, properties: Mapping[str, str] | None = None) -> None:
+        """A custom event (Application Insights customEvents), correlated with the active span."""
+        attributes = dict(properties or {})
+        attributes[EVENT_ATTRIBUTE] = name
+        self.logger_provider.get_logger(catalog.INSTRUMENTATION_SCOPE).emit(
+            severity_number=SeverityNumber.INFO, severity_text="INFO", body=name, attributes=attributes
+        )
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        ok = self.tracer_provider.force_flush(timeout_millis)
+        ok = self.logger_provider.force_flush(timeout_millis) and ok
+        return self.meter_provider.force_flush(timeout_millis) and ok
+
+    def install_globals(self) -> None:
+        """Make these providers the process-wide defaults for code that uses the OpenTelemetry API directly."""
+        trace.set_tracer_provider(self.tracer_provider)
+        set_meter_provider(self.meter_provider)
+        from opentelemetry._logs import set_logger_provider
+
+        set_logger_provider(self.logger_provider)
+
+    def shutdown(self) -> None:
+        """Flush and stop every exporter. Safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        for logger, handler in self._log_handlers:
+            logger.removeHandler(handler)
+        self.force_flush()
+        self.tracer_provider.shutdown()
+        self.logger_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def configure(
+    config: TelemetryConfig,
+    *,
+    span_exporters: Iterable[SpanExporter] = (),
+    metric_readers: Iterable[MetricReader] = (),
+    log_exporters: Iterable[LogRecordExporter] = (),
+    console: bool = True,
+) -> Telemetry:
+    """Build providers and exporters for the bot. Extra exporters and readers (tests, OTLP) are added beside
+    Azure Monitor and Prometheus; all of them see spans and logs only after redaction."""
+    for name, value in QUIET_AZURE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    resource = build_resource(config)
+    span_exporters = list(span_exporters)
+    log_exporters = list(log_exporters)
+    readers: list[MetricReader] = list(metric_readers)
+
+    registry = CollectorRegistry()
+    readers.append(PrometheusReader(registry=registry))
+
+    tracer_provider = TracerProvider(resource=resource, sampler=build_sampler(config))
+    azure = bool(config.connection_string)
+    if azure:
+        from azure.monitor.opentelemetry.exporter import (
+            AzureMonitorLogExporter,
+            AzureMonitorMetricExporter,
+            AzureMonitorTraceExporter,
+        )
+
+        options: dict[str, object] = {"connection_string": config.connection_string}
+        if config.storage_directory:
+            options["storage_directory"] = config.storage_directory
+        # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
+        span_exporters.append(AzureMonitorTraceExporter(tracer_provider=tracer_provider, **options))
+        log_exporters.append(AzureMonitorLogExporter(**options))
+        readers.append(PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options)))
+    if config.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        span_exporters.append(OTLPSpanExporter())
+        log_exporters.append(OTLPLogExporter())
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+
+    for exporter in span_exporters:
+        processor: SpanProcessor = BatchSpanProcessor(exporter)
+        tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
+
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(RedactingLogProcessor())
+    for log_exporter in log_exporters:
+        log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter)
+        logger_provider.add_log_record_processor(log_processor)
+
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=histogram_views())
+    hasher = Hasher(config.hash_key)
+    handle = Telemetry(
+        config=config,
+        resource=resource,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        prometheus_registry=registry,
+        instruments=Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version)),
+        hasher=hasher,
+        azure_monitor_enabled=azure,
+    )
+    handle._log_handlers = configure_logging(config, logger_provider, console=console)
+    if not azure:
+        log.info("Azure Monitor export is off: APPLICATIONINSIGHTS_CONNECTION_STRING is not set")
+    if hasher.key_is_ephemeral:
+        log.info("BOT_TELEMETRY_HASH_KEY is not set: conversation and user hashes change when the process restarts")
+    return handle
