@@ -18,6 +18,7 @@ from bot.dialogs import FeedbackDialog
 from bot.knowledge import KnowledgeBase
 from bot.settings import Settings
 from telemetry import catalog
+from telemetry.aiohttp_server import REJECTION
 from telemetry.wiring import Instrumentation
 
 log = logging.getLogger("bot.app")
@@ -38,7 +39,7 @@ RUNTIME = web.AppKey("runtime", BotRuntime)
 def error_response(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     """A JSON error body naming the problem; the response is marked so telemetry counts the rejection."""
     response = web.json_response({"error": {"code": reason, "message": message}}, status=status, headers=headers)
-    response[catalog.REJECTION_REASON] = reason
+    response[REJECTION] = reason
     return response
 
 

@@ -90,7 +90,11 @@ class AsyncChannelReplies(BotAdapter):
             headers["Authorization"] = f"Bearer {token}"
         try:
             async with self.channel_session.post(
-                url, json=activity.serialize(), headers=headers, timeout=self.reply_timeout
+                url,
+                json=activity.serialize(),
+                headers=headers,
+                timeout=self.reply_timeout,
+                trace_request_ctx={"channel": context.activity.channel_id},
             ) as response:
                 if response.status >= 300:
                     raise ChannelError(f"channel answered {response.status} to a reply", response.status)

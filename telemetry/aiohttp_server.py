@@ -21,6 +21,8 @@ from telemetry.instruments import Instruments
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _propagator = TraceContextTextMapPropagator()
 UNTRACED_PATHS = frozenset({"/healthz", "/metrics"})
+# The application marks a refused request's response with the reason (one of catalog.REJECTIONS).
+REJECTION = web.ResponseKey(catalog.REJECTION_REASON, str)
 
 
 def _route(request: web.Request) -> str | None:
@@ -65,7 +67,7 @@ def server_middleware(
             try:
                 response = await handler(request)
                 status = response.status
-                rejection = response.get(catalog.REJECTION_REASON)
+                rejection = response.get(REJECTION)
                 if rejection:
                     span.set_attribute(catalog.REJECTION_REASON, rejection)
                     instruments.requests_rejected.add(

@@ -10,14 +10,17 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware, Severity, TurnContext
 from botbuilder.core.bot_telemetry_client import TelemetryDataPointType
-from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
+from botbuilder.schema import Activity, ActivityTypes
 from opentelemetry import trace
 
 from telemetry import catalog
+from telemetry.instruments import Instruments
 from telemetry.privacy import redact
 from telemetry.setup import Telemetry
 
@@ -176,26 +179,12 @@ class TurnTelemetryMiddleware(Middleware):
         self,
         context: TurnContext,
         activities: list[Activity],
-        next_send: Callable[[], Awaitable[list[ResourceResponse]]],
-    ) -> list[ResourceResponse]:
-        record = _current_turn.get()
-        channel = _name(context.activity.channel_id)
-        start = time.perf_counter()
-        error_type: str | None = None
-        try:
-            return await next_send()
-        except Exception as error:
-            error_type = type(error).__qualname__
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            attributes = {catalog.CHANNEL: channel}
-            if error_type:
-                attributes[catalog.ERROR_TYPE] = error_type
-            if context.activity.delivery_mode != "expectReplies":
-                self._instruments.channel_reply_duration.record(elapsed, attributes)
-            if error_type is None:
-                self._count_sent(context, activities, channel, record)
+        next_send: Callable[[], Awaitable[None]],
+    ) -> None:
+        # botbuilder runs these handlers before the send itself (it cannot be wrapped from here), so this counts
+        # what the bot hands over; delivery time and failures are measured on the reply requests themselves.
+        self._count_sent(context, activities, _name(context.activity.channel_id), _current_turn.get())
+        await next_send()
 
     def _count_sent(
         self, context: TurnContext, activities: list[Activity], channel: str, record: TurnRecord | None
@@ -220,6 +209,35 @@ class TurnTelemetryMiddleware(Middleware):
             if self._text and activity.text:
                 properties["text"] = redact(activity.text)
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
+
+
+def reply_timing(instruments: Instruments) -> aiohttp.TraceConfig:
+    """Times every request to a channel (`bot.channel.reply.duration`). The sender labels each request with its
+    channel through `trace_request_ctx={"channel": ...}`."""
+    config = aiohttp.TraceConfig()
+
+    def record(context: SimpleNamespace, error_type: str | None) -> None:
+        labels = {catalog.CHANNEL: str((context.trace_request_ctx or {}).get("channel", "unknown"))}
+        if error_type:
+            labels[catalog.ERROR_TYPE] = error_type
+        instruments.channel_reply_duration.record(time.perf_counter() - context.reply_started, labels)
+
+    async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
+        context.reply_started = time.perf_counter()
+
+    async def on_end(_: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+        status = params.response.status
+        record(context, str(status) if status >= 400 else None)
+
+    async def on_exception(
+        _: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        record(context, type(params.exception).__qualname__)
+
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_exception)
+    return config
 
 
 class OpenTelemetryBotTelemetryClient(BotTelemetryClient):

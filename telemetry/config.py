@@ -59,7 +59,7 @@ def parse_port(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 65535:
         raise ConfigError(name, f"expected a TCP port number 0-65535, got {raw!r}")
     return int(raw)
 

@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from yarl import URL
 
 from telemetry.aiohttp_server import server_middleware
-from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware
+from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, reply_timing
 from telemetry.setup import Telemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
@@ -52,5 +52,6 @@ def instrument(telemetry: Telemetry) -> Instrumentation:
                 tracer_provider=telemetry.tracer_provider,
                 meter_provider=telemetry.meter_provider,
             ),
+            reply_timing(telemetry.instruments),
         ),
     )
