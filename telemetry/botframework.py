@@ -117,6 +117,7 @@ class TurnTelemetryMiddleware(Middleware):
         }
         if self._text and activity.text:
             received["text"] = redact(activity.text)
+            log.info("UserMessage: %s", received["text"])
         self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
         try:
             await logic()
@@ -133,7 +134,7 @@ class TurnTelemetryMiddleware(Middleware):
             intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
             if intent not in catalog.INTENTS:
                 intent = catalog.INTENT_NONE
-            dialog_id = context.turn_state.get(catalog.TURN_STATE_DIALOG) or record.dialog_id
+            dialog_id = record.dialog_id or context.turn_state.get(catalog.TURN_STATE_DIALOG)
             labels = {
                 catalog.CHANNEL: channel,
                 catalog.ACTIVITY_TYPE: activity_type,
@@ -208,6 +209,7 @@ class TurnTelemetryMiddleware(Middleware):
             }
             if self._text and activity.text:
                 properties["text"] = redact(activity.text)
+                log.info("BotResponse: %s", properties["text"])
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
 
 
@@ -312,13 +314,13 @@ class OpenTelemetryBotTelemetryClient(BotTelemetryClient):
     ) -> None:
         log.debug("track_metric %s is not exported; define the metric in telemetry/catalog.py", name)
 
-    def track_pageview(self, name: str, url: str, duration: int = 0, properties=None, measurements=None) -> None:  # type: ignore[no-untyped-def]
+    def track_pageview(self, name: str, url: str, duration: int = 0, properties=None, measurements=None) -> None:
         return None
 
-    def track_request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def track_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # requests are traced by the HTTP server instrumentation
 
-    def track_dependency(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def track_dependency(self, *args: Any, **kwargs: Any) -> None:
         return None  # outgoing calls are traced by the HTTP client instrumentation
 
     def flush(self) -> None:

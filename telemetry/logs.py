@@ -48,7 +48,7 @@ def configure_logging(
         logging.getLogger(name).setLevel(max(logging.WARNING, config.log_level))
     root = logging.getLogger()
     if console and not any(isinstance(h, ConsoleHandler) for h in root.handlers):
-        handler = ConsoleHandler(sys.stderr)
+        handler = ConsoleHandler()
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
         handler.addFilter(TraceContextFilter())
         root.addHandler(handler)
@@ -63,5 +63,16 @@ def configure_logging(
     return attached
 
 
-class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The project's console handler (a distinct type, so it is installed once)."""
+class ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record (a distinct type, so it is installed once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        return None

@@ -63,4 +63,4 @@ async def test_authentication_failures_of_any_kind_become_permission_errors() ->
             raise KeyError("kid")  # what the JWT code raises for some malformed tokens
 
     with pytest.raises(PermissionError, match="KeyError"):
-        await compat.authenticate_or_refuse(Exploding(), Activity(type="message"), "Bearer x")  # type: ignore[arg-type]
+        await compat.authenticate_or_refuse(Exploding(), Activity(type="message"), "Bearer x")

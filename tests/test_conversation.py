@@ -124,10 +124,6 @@ def _operation(envelope: dict[str, Any]) -> str | None:
     return envelope.get("tags", {}).get("ai.operation.id")
 
 
-def _operation(envelope: dict[str, Any]) -> str | None:
-    return envelope.get("tags", {}).get("ai.operation.id")
-
-
 async def test_an_incoming_traceparent_continues_the_callers_trace(
     bot: RunningBot, channel: ChannelStandIn, ingestion: IngestionStandIn
 ) -> None:
@@ -200,6 +196,7 @@ async def test_personal_data_in_messages_never_reaches_telemetry(
     exported = json.dumps(ingestion.envelopes) + await bot.scrape()
     exported += "".join(json.dumps(dict(s.attributes or {})) + str(s.events) for s in bot.spans.get_finished_spans())
     console = capfd.readouterr()
+    assert "UserMessage: my details are [EMAIL]" in console.err  # the seed's log lines, redacted
     exported += console.out + console.err
     # Text export is on in this test, so the redacted text is there ...
     assert "[EMAIL]" in exported

@@ -74,7 +74,7 @@ async def test_bad_requests_get_a_json_error_naming_the_problem(
     # The process is still healthy and still answers.
     ok, replies = await _post(plain_bot.messages_url, json.dumps(VALID).encode(), JSON)
     assert ok == 200
-    assert replies["activities"]  # type: ignore[index]
+    assert replies["activities"]
 
 
 async def test_deeply_nested_json_within_the_size_limit_is_a_400(azure_sdk_offline: None) -> None:

@@ -204,7 +204,7 @@ async def test_without_a_connection_string_it_serves_counts_and_stops_on_sigterm
             async def counted_turns() -> float | None:
                 return await turns_total(session, metrics_url) or None
 
-            counted = await wait_until_async(counted_turns, timeout=REQUEST_TIMEOUT, message="bot_turns_total")
+            counted: float = await wait_until_async(counted_turns, timeout=REQUEST_TIMEOUT, message="bot_turns_total")
             assert counted == 1
 
         assert await bot.terminate() == 0, bot.describe()

@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -51,7 +52,7 @@ def _envelope(name: str = "e") -> dict[str, Any]:
 
 
 def test_wait_until_returns_the_truthy_value() -> None:
-    calls = iter([0, None, [], "ready"])
+    calls: Iterator[object] = iter([0, None, [], "ready"])
     assert wait_until(lambda: next(calls), timeout=5) == "ready"
 
 

@@ -3,8 +3,8 @@
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -36,11 +36,11 @@ def wait_until(
 
 
 async def wait_until_async(
-    predicate: Callable[[], T | Awaitable[T | None] | None],
+    predicate: Callable[[], Any],
     timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
     interval: float = 0.01,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Async variant of `wait_until`; yields to the event loop between checks.
 
     `predicate` may be a plain function or return an awaitable (e.g. an `async def`).
