@@ -8,7 +8,7 @@ import signal
 import sys
 
 from aiohttp import web
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 from bot.app import create_app
 from bot.settings import ConfigError, Settings
@@ -69,7 +69,7 @@ async def serve(settings: Settings, telemetry: Telemetry) -> None:
 
 
 def main() -> int:
-    load_dotenv(override=False)
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env where the user starts the bot
     try:
         settings = Settings.from_env()
     except ConfigError as error:

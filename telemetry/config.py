@@ -97,7 +97,7 @@ def parse_connection_string(raw: str) -> dict[str, str]:
     if not pairs.get("instrumentationkey"):
         raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", "has no InstrumentationKey")
     for key in ("ingestionendpoint", "liveendpoint"):
-        if key in pairs and urlsplit(pairs[key]).scheme not in ("http", "https"):
+        if key in pairs and (urlsplit(pairs[key]).scheme not in ("http", "https") or not urlsplit(pairs[key]).hostname):
             raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", f"{key} is not an http(s) URL")
     return pairs
 

@@ -262,12 +262,6 @@ async def test_a_bad_setting_stops_it_with_exit_code_2_naming_the_variable(
     assert not any("is running" in line for line in bot.stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/__main__.py calls load_dotenv() without a path: python-dotenv's find_dotenv() then searches from "
-    "the directory of bot/__main__.py upwards (the source tree), not from the working directory, so a .env in the "
-    "directory the bot is started from is ignored (and a .env in the source tree is read whatever the cwd)",
-)
 async def test_a_dotenv_file_in_the_working_directory_is_read_and_the_real_environment_wins(tmp_path: Path) -> None:
     port, metrics_port = free_ports(2)
     # PORT=abc in .env would stop the bot with exit code 2 if it won over the real environment's PORT.
