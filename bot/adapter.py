@@ -40,7 +40,8 @@ class ChatAdapter(compat.AsyncChannelReplies, CloudAdapter):
         """Record the exception, tell the user, and on the Emulator show the error in the inspector.
 
         The exception itself is already on the turn's span (the telemetry middleware saw it pass)."""
-        log.error("unhandled error in a %s turn: %s", context.activity.type, type(error).__name__, exc_info=error)
+        # No traceback here: the exception is recorded once, on the turn's span (Application Insights `exceptions`).
+        log.error("unhandled error in a %s turn: %s", context.activity.type, type(error).__name__)
         if self._conversation_state is not None:
             # The conversation state may be what broke the turn (a dialog stuck in an error loop): start afresh.
             await self._conversation_state.clear_state(context)

@@ -17,6 +17,7 @@ import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware, Severity, TurnContext
 from botbuilder.core.bot_telemetry_client import TelemetryDataPointType
 from botbuilder.schema import Activity, ActivityTypes
+from botframework.connector import Channels
 from opentelemetry import trace
 
 from telemetry import catalog
@@ -41,11 +42,25 @@ class TurnRecord:
 _current_turn: ContextVar[TurnRecord | None] = ContextVar("otel_chatbot_turn", default=None)
 
 
-def _name(value: object, default: str = "unknown") -> str:
-    """Enum members (botbuilder's ActivityTypes) by value, so labels read `message`, not `ActivityTypes.message`."""
+_CHANNELS = frozenset(channel.value for channel in Channels)
+_ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityTypes)
+
+
+def _bounded(value: object, known: frozenset[str]) -> str:
+    """A metric label from request data: one of the known Bot Framework values, else `other` (or `unknown`), so
+    a client cannot create new series by sending made-up channel ids or activity types."""
     if value is None or value == "":
-        return default
-    return str(getattr(value, "value", value))
+        return "unknown"
+    text = str(getattr(value, "value", value))  # botbuilder's enums by value: `message`, not `ActivityTypes.message`
+    return text if text in known else "other"
+
+
+def _channel(activity: Activity) -> str:
+    return _bounded(activity.channel_id, _CHANNELS)
+
+
+def _activity_type(activity: Activity) -> str:
+    return _bounded(activity.type or ActivityTypes.message, _ACTIVITY_TYPES)
 
 
 def _hex_ids(span: trace.Span) -> tuple[str, str]:
@@ -80,8 +95,8 @@ class TurnTelemetryMiddleware(Middleware):
 
     async def _run(self, context: TurnContext, logic: Callable[[], Awaitable[Any]], span: trace.Span) -> None:
         activity = context.activity
-        channel = _name(activity.channel_id)
-        activity_type = _name(activity.type)
+        channel = _channel(activity)
+        activity_type = _activity_type(activity)
         conversation = self._hash(activity.conversation.id if activity.conversation else None)
         user = self._hash(activity.from_property.id if activity.from_property else None)
         record = TurnRecord(channel=channel, span=span)
@@ -97,7 +112,7 @@ class TurnTelemetryMiddleware(Middleware):
                     catalog.LOCALE: activity.locale or "",
                     catalog.CONVERSATION_HASH: conversation,
                     catalog.USER_HASH: user,
-                    catalog.ENDUSER_ID: user,
+                    catalog.ENDUSER_PSEUDO_ID: user,
                     catalog.ACTIVITY_ID: activity.id or "",
                 }
             )
@@ -184,7 +199,7 @@ class TurnTelemetryMiddleware(Middleware):
     ) -> None:
         # botbuilder runs these handlers before the send itself (it cannot be wrapped from here), so this counts
         # what the bot hands over; delivery time and failures are measured on the reply requests themselves.
-        self._count_sent(context, activities, _name(context.activity.channel_id), _current_turn.get())
+        self._count_sent(context, activities, _channel(context.activity), _current_turn.get())
         await next_send()
 
     def _count_sent(
@@ -192,7 +207,7 @@ class TurnTelemetryMiddleware(Middleware):
     ) -> None:
         conversation = self._hash(context.activity.conversation.id if context.activity.conversation else None)
         for activity in activities:
-            activity_type = _name(activity.type, ActivityTypes.message.value)
+            activity_type = _activity_type(activity)
             self._instruments.messages_sent.add(1, {catalog.CHANNEL: channel, catalog.ACTIVITY_TYPE: activity_type})
             if activity_type == ActivityTypes.trace:
                 continue
@@ -219,7 +234,8 @@ def reply_timing(instruments: Instruments) -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
 
     def record(context: SimpleNamespace, error_type: str | None) -> None:
-        labels = {catalog.CHANNEL: str((context.trace_request_ctx or {}).get("channel", "unknown"))}
+        channel = (context.trace_request_ctx or {}).get("channel")
+        labels = {catalog.CHANNEL: _bounded(channel, _CHANNELS)}
         if error_type:
             labels[catalog.ERROR_TYPE] = error_type
         instruments.channel_reply_duration.record(time.perf_counter() - context.reply_started, labels)

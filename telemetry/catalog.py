@@ -90,9 +90,8 @@ KNOWLEDGE_TOPIC = "bot.knowledge.topic"
 CONVERSATION_HASH = "bot.conversation.hash"
 USER_HASH = "bot.user.hash"
 ACTIVITY_ID = "bot.activity.id"
-REPLY_TO_ID = "bot.activity.reply_to_id"
 MESSAGE_TEXT = "bot.message.text"
-ENDUSER_ID = "enduser.id"  # semconv; Azure Monitor maps it to user_Id (we store the keyed hash)
+ENDUSER_PSEUDO_ID = "enduser.pseudo.id"  # semconv; Azure Monitor maps it to user_Id (we store the keyed hash)
 ERROR_TYPE = "error.type"  # semconv
 HTTP_METHOD = "http.request.method"  # semconv
 HTTP_ROUTE = "http.route"  # semconv
@@ -136,8 +135,8 @@ REJECTIONS = (
 )
 
 ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute(CHANNEL, "Bot Framework channel id (emulator, msteams, webchat, directline, ...)"),
-    Attribute(ACTIVITY_TYPE, "Incoming activity type (message, conversationUpdate, invoke, ...)"),
+    Attribute(CHANNEL, "Bot Framework channel id (emulator, msteams, webchat, directline, ...); unknown ids: other"),
+    Attribute(ACTIVITY_TYPE, "Activity type (message, conversationUpdate, invoke, ...); unknown types: other"),
     Attribute(LOCALE, "Locale of the incoming activity, as sent by the channel"),
     Attribute(INTENT, "How the bot routed the turn", INTENTS),
     Attribute(OUTCOME, "Whether the turn finished without an unhandled exception", (OUTCOME_SUCCESS, OUTCOME_ERROR)),
@@ -148,9 +147,8 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(CONVERSATION_HASH, "Keyed hash of the conversation id; spans and events only, never metrics"),
     Attribute(USER_HASH, "Keyed hash of the user id; spans and events only, never metrics"),
     Attribute(ACTIVITY_ID, "Id of the incoming activity; spans and events only"),
-    Attribute(REPLY_TO_ID, "Id of the activity a reply answers; events only"),
     Attribute(MESSAGE_TEXT, "Message text after redaction; only exported when BOT_LOG_PERSONAL_INFORMATION=true"),
-    Attribute(ENDUSER_ID, "Keyed hash of the user id on the turn span (Application Insights user_Id)"),
+    Attribute(ENDUSER_PSEUDO_ID, "Keyed hash of the user id on the turn span (Application Insights user_Id)"),
     Attribute(ERROR_TYPE, "Exception class name, or the HTTP status code for failed requests"),
     Attribute(HTTP_METHOD, "HTTP request method"),
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
@@ -297,10 +295,12 @@ EVENT_MESSAGE_SEND = Event(
     "The bot sent an activity",
     ("channelId", "replyActivityId", "activityType", "conversationId", "recipientId", "locale", "text"),
 )
-EVENT_WATERFALL_START = Event("WaterfallStart", "A waterfall dialog started", ("DialogId",))
-EVENT_WATERFALL_STEP = Event("WaterfallStep", "A waterfall dialog ran a step", ("DialogId", "StepName"))
-EVENT_WATERFALL_COMPLETE = Event("WaterfallComplete", "A waterfall dialog ended normally", ("DialogId",))
-EVENT_WATERFALL_CANCEL = Event("WaterfallCancel", "A waterfall dialog was cancelled", ("DialogId", "StepName"))
+EVENT_WATERFALL_START = Event("WaterfallStart", "A waterfall dialog started", ("DialogId", "InstanceId"))
+EVENT_WATERFALL_STEP = Event("WaterfallStep", "A waterfall dialog ran a step", ("DialogId", "StepName", "InstanceId"))
+EVENT_WATERFALL_COMPLETE = Event("WaterfallComplete", "A waterfall dialog ended normally", ("DialogId", "InstanceId"))
+EVENT_WATERFALL_CANCEL = Event(
+    "WaterfallCancel", "A waterfall dialog was cancelled", ("DialogId", "StepName", "InstanceId")
+)
 EVENT_KNOWLEDGE_ANSWER = Event("KnowledgeAnswer", "The knowledge base answered a question", ("topic",))
 EVENT_KNOWLEDGE_FALLBACK = Event("KnowledgeFallback", "The bot did not understand a message", ())
 
@@ -323,4 +323,3 @@ TURN_STATE_DIALOG = "otel_chatbot.dialog"  # id of the dialog the turn ran in, i
 # ---- trace activity the bot sends on the emulator channel --------------------------------------------------------
 TRACE_ACTIVITY_NAME = "otel_chatbot.turn"
 TRACE_ACTIVITY_VALUE_TYPE = "https://opentelemetry.io/schemas/trace-context"
-TRACE_ERROR_ACTIVITY_NAME = "otel_chatbot.error"

@@ -41,12 +41,14 @@ from telemetry.prometheus import PrometheusReader
 log = logging.getLogger("telemetry")
 
 # The Azure Monitor SDK phones home unless told not to: statsbeat, SDK stats, the control plane and the Azure VM
-# metadata detector. Off unless the operator set these variables explicitly.
+# metadata detector. Off unless the operator set these variables explicitly. Read by the SDKs themselves.
 QUIET_AZURE_ENVIRONMENT = {
     "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
     "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
     "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
     "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+    # Current HTTP semantic conventions (url.full, http.request.method, ...) on the reply spans.
+    "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
 }
 EVENT_ATTRIBUTE = "microsoft.custom_event.name"  # the Azure Monitor exporter turns such log records into customEvents
 

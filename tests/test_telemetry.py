@@ -45,7 +45,7 @@ async def test_a_turn_is_one_server_span_with_its_reply_as_a_client_child(
     # Ids leave the process only as keyed hashes.
     expected_hash = Hasher(b"test-key")(emulator.conversation_id)
     assert attributes[catalog.CONVERSATION_HASH] == expected_hash
-    assert attributes[catalog.ENDUSER_ID] == Hasher(b"test-key")(emulator.user_id)
+    assert attributes[catalog.ENDUSER_PSEUDO_ID] == Hasher(b"test-key")(emulator.user_id)
     assert emulator.conversation_id not in str(attributes)
     clients = [s for s in bot.spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
     assert len(clients) == 2  # the answer and the Emulator trace activity
