@@ -15,6 +15,7 @@ from bot import compat
 from bot.adapter import ChatAdapter
 from bot.bot import ChatBot
 from bot.dialogs import FeedbackDialog
+from bot.faults import FaultInjection
 from bot.knowledge import KnowledgeBase
 from bot.settings import Settings
 from telemetry import catalog
@@ -31,6 +32,7 @@ class BotRuntime:
     settings: Settings
     bot: ChatBot
     adapter: ChatAdapter
+    faults: FaultInjection
 
 
 RUNTIME = web.AppKey("runtime", BotRuntime)
@@ -97,6 +99,7 @@ def create_app(
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()
     dialog = FeedbackDialog(user_state, telemetry_client)
     bot = ChatBot(conversation_state, user_state, dialog, KnowledgeBase.load(), telemetry_client)
+    faults = FaultInjection(settings.faults, telemetry_client)
 
     app = web.Application(middlewares=list(hooks.http_middlewares), client_max_size=settings.max_body_bytes)  # type: ignore[arg-type]
 
@@ -106,8 +109,10 @@ def create_app(
         async with aiohttp.ClientSession(
             connector=connector, trace_configs=list(hooks.client_trace_configs)
         ) as session:
-            adapter = ChatAdapter(settings, session, conversation_state, list(hooks.turn_middlewares))
-            app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter)
+            # Telemetry first, so it sees what the fault injection does to a turn.
+            middleware = [*hooks.turn_middlewares, faults]
+            adapter = ChatAdapter(settings, session, conversation_state, middleware)
+            app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter, faults=faults)
             yield
 
     app.cleanup_ctx.append(channel_session)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from bot.faults import FaultSettings
 from telemetry.config import ConfigError, TelemetryConfig, parse_number, parse_port
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
@@ -25,6 +26,7 @@ class Settings:
     metrics_port: int = 8000
     reply_timeout_seconds: float = 15.0
     max_body_bytes: int = 256 * 1024
+    faults: FaultSettings = field(default_factory=FaultSettings)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
@@ -79,6 +81,11 @@ class Settings:
             metrics_port=parse_port(env, "BOT_METRICS_PORT", 8000),
             reply_timeout_seconds=parse_number(env, "BOT_REPLY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             max_body_bytes=int(parse_number(env, "BOT_MAX_BODY_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024)),
+            faults=FaultSettings(
+                error_ratio=parse_number(env, "BOT_FAULT_ERROR_RATIO", 0.0, 0.0, 1.0),
+                delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
+                delay_seconds=parse_number(env, "BOT_FAULT_DELAY_SECONDS", 0.0, 0.0, 60.0),
+            ),
             telemetry=TelemetryConfig.from_env(env),
         )
 

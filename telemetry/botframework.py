@@ -328,7 +328,10 @@ class OpenTelemetryBotTelemetryClient(BotTelemetryClient):
         std_dev: float | None = None,
         properties: dict[str, object] | None = None,
     ) -> None:
-        log.debug("track_metric %s is not exported; define the metric in telemetry/catalog.py", name)
+        if name in self._instruments.reported:
+            self._instruments.reported[name] = float(value)
+        else:
+            log.debug("track_metric %s is not exported; define the metric in telemetry/catalog.py", name)
 
     def track_pageview(self, name: str, url: str, duration: int = 0, properties=None, measurements=None) -> None:
         return None

@@ -97,6 +97,7 @@ HTTP_METHOD = "http.request.method"  # semconv
 HTTP_ROUTE = "http.route"  # semconv
 HTTP_STATUS = "http.response.status_code"  # semconv
 REJECTION_REASON = "bot.request.rejection"
+COMPONENT_NAME = "otel.component.name"  # semconv: which exporter
 
 OUTCOME_SUCCESS = "success"
 OUTCOME_ERROR = "error"
@@ -154,6 +155,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
     Attribute(HTTP_STATUS, "HTTP response status code"),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
+    Attribute(COMPONENT_NAME, "The exporter a telemetry export went to", ("azure_monitor", "otlp")),
 )
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
@@ -258,6 +260,46 @@ PROCESS_MEMORY_USAGE = Metric(
     "Resident set size of the process",
 )
 
+EXPORTED_SPANS = Metric(
+    "otel.sdk.exporter.span.exported",
+    Instrument.COUNTER,
+    "{span}",
+    "Spans handed to an exporter; with error.type when the export failed (they are retried from disk or lost)",
+    (COMPONENT_NAME, ERROR_TYPE),
+)
+EXPORTED_LOGS = Metric(
+    "otel.sdk.exporter.log.exported",
+    Instrument.COUNTER,
+    "{log_record}",
+    "Log records (and custom events) handed to an exporter; with error.type when the export failed",
+    (COMPONENT_NAME, ERROR_TYPE),
+)
+EXPORTED_METRIC_POINTS = Metric(
+    "otel.sdk.exporter.metric_data_point.exported",
+    Instrument.COUNTER,
+    "{data_point}",
+    "Metric data points handed to a push exporter; with error.type when the export failed",
+    (COMPONENT_NAME, ERROR_TYPE),
+)
+FAULT_ERROR_RATIO = Metric(
+    "bot.faults.error_ratio",
+    Instrument.GAUGE,
+    "1",
+    "Share of message turns the fault injection makes fail (0 = off; BOT_FAULT_ERROR_RATIO)",
+)
+FAULT_DELAY_RATIO = Metric(
+    "bot.faults.delay_ratio",
+    Instrument.GAUGE,
+    "1",
+    "Share of message turns the fault injection slows down (0 = off; BOT_FAULT_DELAY_RATIO)",
+)
+FAULT_DELAY = Metric(
+    "bot.faults.delay",
+    Instrument.GAUGE,
+    "s",
+    "Delay the fault injection adds to a slowed turn (BOT_FAULT_DELAY_SECONDS)",
+)
+
 METRICS: tuple[Metric, ...] = (
     HTTP_SERVER_DURATION,
     TURNS,
@@ -275,7 +317,17 @@ METRICS: tuple[Metric, ...] = (
     REQUESTS_REJECTED,
     PROCESS_CPU_UTILIZATION,
     PROCESS_MEMORY_USAGE,
+    EXPORTED_SPANS,
+    EXPORTED_LOGS,
+    EXPORTED_METRIC_POINTS,
+    FAULT_ERROR_RATIO,
+    FAULT_DELAY_RATIO,
+    FAULT_DELAY,
 )
+
+# Component names of the exporters whose exports are counted.
+EXPORTER_AZURE_MONITOR = "azure_monitor"
+EXPORTER_OTLP = "otlp"
 
 # ---- spans ------------------------------------------------------------------------------------------------------
 SPAN_MESSAGES_REQUEST = "POST /api/messages"  # SERVER span, "{method} {route}" per HTTP semantic conventions

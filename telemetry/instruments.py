@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
@@ -71,6 +71,10 @@ class ProcessStats:
         return [Observation(self._process.memory_info().rss)]
 
 
+def _reported(values: dict[str, float], name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    return lambda _: [Observation(values[name])]
+
+
 def _counter(meter: Meter, metric: Metric) -> Counter:
     assert metric.instrument is Instrument.COUNTER, metric.name
     return meter.create_counter(metric.name, unit=metric.unit, description=metric.description)
@@ -101,6 +105,20 @@ class Instruments:
         self.errors = _counter(meter, catalog.ERRORS)
         self.channel_reply_duration = _histogram(meter, catalog.CHANNEL_REPLY_DURATION)
         self.requests_rejected = _counter(meter, catalog.REQUESTS_REJECTED)
+        self.exported_spans = _counter(meter, catalog.EXPORTED_SPANS)
+        self.exported_logs = _counter(meter, catalog.EXPORTED_LOGS)
+        self.exported_metric_points = _counter(meter, catalog.EXPORTED_METRIC_POINTS)
+
+        # Settings reported by the bot (through its BotTelemetryClient), exposed as gauges.
+        self.reported: dict[str, float] = {}
+        for metric in (catalog.FAULT_ERROR_RATIO, catalog.FAULT_DELAY_RATIO, catalog.FAULT_DELAY):
+            self.reported[metric.name] = 0.0
+            meter.create_observable_gauge(
+                metric.name,
+                callbacks=[_reported(self.reported, metric.name)],
+                unit=metric.unit,
+                description=metric.description,
+            )
 
         self.active_conversations = ActiveConversations()
         meter.create_observable_gauge(

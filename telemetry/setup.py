@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from telemetry import catalog
 from telemetry.config import TelemetryConfig
+from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import configure_logging
 from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
@@ -160,6 +161,7 @@ def configure(
     readers.append(PrometheusReader(registry=registry))
 
     tracer_provider = TracerProvider(resource=resource, sampler=build_sampler(config))
+    counters = ExportCounters()
     azure = bool(config.connection_string)
     if azure:
         from azure.monitor.opentelemetry.exporter import (
@@ -172,17 +174,21 @@ def configure(
         if config.storage_directory:
             options["storage_directory"] = config.storage_directory
         # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
-        span_exporters.append(AzureMonitorTraceExporter(tracer_provider=tracer_provider, **options))
-        log_exporters.append(AzureMonitorLogExporter(**options))
-        readers.append(PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options)))
+        name = catalog.EXPORTER_AZURE_MONITOR
+        trace_exporter = AzureMonitorTraceExporter(tracer_provider=tracer_provider, **options)
+        span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
+        log_exporters.append(CountingLogExporter(AzureMonitorLogExporter(**options), name, counters))
+        metric_exporter = CountingMetricExporter(AzureMonitorMetricExporter(**options), name, counters)
+        readers.append(PeriodicExportingMetricReader(metric_exporter))
     if config.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        span_exporters.append(OTLPSpanExporter())
-        log_exporters.append(OTLPLogExporter())
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        name = catalog.EXPORTER_OTLP
+        span_exporters.append(CountingSpanExporter(OTLPSpanExporter(), name, counters))
+        log_exporters.append(CountingLogExporter(OTLPLogExporter(), name, counters))
+        readers.append(PeriodicExportingMetricReader(CountingMetricExporter(OTLPMetricExporter(), name, counters)))
 
     for exporter in span_exporters:
         processor: SpanProcessor = BatchSpanProcessor(exporter)
@@ -195,6 +201,9 @@ def configure(
         logger_provider.add_log_record_processor(log_processor)
 
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=histogram_views())
+    instruments = Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version))
+    counters.spans, counters.logs = instruments.exported_spans, instruments.exported_logs
+    counters.metric_points = instruments.exported_metric_points
     hasher = Hasher(config.hash_key)
     handle = Telemetry(
         config=config,
@@ -203,7 +212,7 @@ def configure(
         meter_provider=meter_provider,
         logger_provider=logger_provider,
         prometheus_registry=registry,
-        instruments=Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version)),
+        instruments=instruments,
         hasher=hasher,
         azure_monitor_enabled=azure,
     )

@@ -15,6 +15,7 @@ from telemetry.catalog import Instrument, Metric
 from tests.support.botserver import running_bot
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
+from tests.support.ingestion import IngestionStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "telemetry.md"
@@ -320,9 +321,13 @@ Samples = list[tuple[str, dict[str, str]]]
 
 
 @pytest.fixture
-async def exposition(channel: ChannelStandIn) -> Samples:
+async def exposition(channel: ChannelStandIn, ingestion: IngestionStandIn, azure_sdk_offline: None) -> Samples:
     """(series name, labels) of every sample on /metrics after turns that touch every catalog metric."""
-    async with running_bot() as bot, EmulatorClient(bot.messages_url, channel.service_url) as emulator:
+    connection = ingestion.connection_string
+    async with (
+        running_bot(connection_string=connection) as bot,
+        EmulatorClient(bot.messages_url, channel.service_url) as emulator,
+    ):
         texts = (
             "help",
             "banana spaceship",
@@ -346,6 +351,7 @@ async def exposition(channel: ChannelStandIn) -> Samples:
         headers = {"Content-Type": "application/json"}
         async with aiohttp.ClientSession() as session, session.post(bot.messages_url, data=b"{", headers=headers) as r:
             assert r.status == 400
+        bot.flush()  # exports to Azure Monitor, which the export counters count
         exposed = await bot.scrape()
     return [
         (sample.name, dict(sample.labels))
