@@ -15,6 +15,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from telemetry import catalog
+
 Activity = dict[str, Any]
 
 BOT_ACCOUNT = {"id": "bot", "name": "Bot", "role": "bot"}
@@ -114,3 +116,23 @@ class Conversation:
 
     def message(self, text: str) -> Activity:
         return self.activity("message", text)
+
+
+def reply_problem(activities: list[Activity], trace_id: str) -> str | None:
+    """Why a turn's replies are not acceptable, or None. The bot must answer with a message. On the Emulator channel
+    it also reports the turn: that must be the trace the load generator sent, and the turn must not have failed
+    (a failed turn still answers, with an apology)."""
+    if not any(activity.get("type") == "message" for activity in activities):
+        return "the bot sent no message"
+    for activity in activities:
+        if activity.get("type") != "trace":
+            continue
+        value = activity.get("value")
+        if activity.get("label") == "TurnError":
+            return f"the turn failed in the bot: {value}"
+        if activity.get("name") == catalog.TRACE_ACTIVITY_NAME and isinstance(value, dict):
+            if value.get("traceId") != trace_id:
+                return f"the bot reported trace id {value.get('traceId')!r}, not the {trace_id} it was sent"
+            if value.get("outcome") == catalog.OUTCOME_ERROR:
+                return "the turn failed in the bot"
+    return None

@@ -127,11 +127,9 @@ def summarize(records: Iterable[TurnRecord]) -> TurnSummary:
 
 
 def slowest(records: Iterable[TurnRecord], count: int = 10) -> list[TurnRecord]:
-    """The turns that took longest to get their reply (those without a reply first, by time waited)."""
+    """The turns whose user waited longest: for the reply, or for the HTTP response when no reply came."""
 
-    def waited(record: TurnRecord) -> tuple[bool, float]:
-        if record.reply_ms is not None:
-            return (False, record.reply_ms)
-        return (True, record.post_ms or 0.0)
+    def waited(record: TurnRecord) -> float:
+        return record.reply_ms if record.reply_ms is not None else record.post_ms or 0.0
 
     return sorted(records, key=waited, reverse=True)[:count]

@@ -17,7 +17,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import create_app
+from bot.app import RUNTIME, create_app
+from bot.faults import FaultInjection
 from bot.settings import Settings
 from telemetry.prometheus import metrics_app
 from telemetry.setup import Telemetry, configure
@@ -32,6 +33,12 @@ class RunningBot:
     metrics_url: str
     spans: InMemorySpanExporter
     logs: InMemoryLogRecordExporter
+    app: web.Application
+
+    @property
+    def faults(self) -> FaultInjection:
+        """The running bot's fault injection, to switch faults on and off as a drill would."""
+        return self.app[RUNTIME].faults
 
     @property
     def messages_url(self) -> str:
@@ -81,7 +88,8 @@ async def running_bot(
     spans = InMemorySpanExporter()
     logs = InMemoryLogRecordExporter()
     telemetry = configure(settings.telemetry, span_exporters=[spans], log_exporters=[logs])
-    bot_runner = web.AppRunner(create_app(settings, instrument(telemetry)), handle_signals=False)
+    app = create_app(settings, instrument(telemetry))
+    bot_runner = web.AppRunner(app, handle_signals=False)
     metrics_runner = web.AppRunner(metrics_app(telemetry.prometheus_registry), handle_signals=False)
     try:
         await bot_runner.setup()
@@ -97,6 +105,7 @@ async def running_bot(
             metrics_url=f"http://127.0.0.1:{_port(metrics_runner)}/metrics",
             spans=spans,
             logs=logs,
+            app=app,
         )
     finally:
         await bot_runner.cleanup()

@@ -1,0 +1,230 @@
+// otel-chatbot on Azure: the bot on App Service (Linux, Python), an Azure Bot registration that reaches it with a
+// user-assigned managed identity (no password), workspace-based Application Insights with retention, the seed's
+// alerts, read-only access for an operators' group, a workbook and a KQL query pack.
+//
+//   azd up                                    (azure.yaml at the repository root; parameters: main.parameters.json)
+//   az deployment group create -g <rg> -f infra/azure/main.bicep -p environmentName=dev alertEmailAddress=...
+//
+// Every resource lives in one resource group; deleting the group removes everything (see docs/deploy-azure.md).
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(40)
+@description('Name of the environment (dev, test, prod, ...). Used in resource names and in deployment.environment.')
+param environmentName string
+
+@description('Region of every regional resource. The Azure Bot registration itself is global.')
+param location string = resourceGroup().location
+
+@description('OTEL_SERVICE_NAME of the bot: the cloud role name in Application Insights.')
+param serviceName string = 'otel-chatbot'
+
+@description('Name shown for the bot in channels (Teams, Web Chat).')
+param botDisplayName string = 'otel-chatbot'
+
+@allowed([
+  '3.11'
+  '3.12'
+])
+@description('Python version of the App Service runtime.')
+param pythonVersion string = '3.11'
+
+@allowed([
+  'B1'
+  'B2'
+  'B3'
+  'S1'
+  'S2'
+  'P0v3'
+  'P1v3'
+])
+@description('App Service plan size. Basic or higher, because the bot needs Always On.')
+param appServiceSkuName string = 'B1'
+
+@allowed([
+  'F0'
+  'S1'
+])
+@description('Azure Bot pricing tier: F0 is free (standard channels unlimited, premium channels limited).')
+param botSkuName string = 'F0'
+
+@minValue(30)
+@maxValue(730)
+@description('How many days the Log Analytics workspace (and so Application Insights) keeps data.')
+param logRetentionDays int = 30
+
+@minValue(0)
+@description('Daily ingestion cap of the workspace in GB; 0 means no cap. Data beyond the cap is dropped until the next day.')
+param dailyCapGb int = 0
+
+@description('Refuse telemetry sent with the connection string only: ingestion then needs an Entra ID token (the bot identity holds Monitoring Metrics Publisher).')
+param disableLocalAuth bool = false
+
+@description('E-mail address that receives the alerts.')
+param alertEmailAddress string
+
+@secure()
+@description('Optional webhook called for every alert (common alert schema). Empty: no webhook.')
+param alertWebhookUrl string = ''
+
+@description('Object id of the Entra ID group of operators: Monitoring Reader and Log Analytics Reader on this resource group. Empty: no role assignment.')
+param operatorsGroupPrincipalId string = ''
+
+@minValue(1)
+@description('Average response time of requests, in milliseconds, above which an alert fires (seed: 2 s).')
+param responseTimeThresholdMs int = 2000
+
+@minValue(1)
+@maxValue(100)
+@description('Average CPU percentage of the App Service plan above which an alert fires (seed: 80 %).')
+param cpuThresholdPercent int = 80
+
+@minValue(1)
+@description('Failed requests within 5 minutes above which an alert fires.')
+param failedRequestsThreshold int = 5
+
+@minValue(1)
+@maxValue(100)
+@description('Share of failed requests (percent) per channel within 15 minutes above which the error-spike alert fires.')
+param errorSpikePercent int = 10
+
+@description('Deploy the KQL query pack (infra/azure/queries) as a Log Analytics query pack.')
+param deployQueryPack bool = true
+
+@description('Turn on the Microsoft Teams channel of the Azure Bot (Web Chat is always on).')
+param enableTeamsChannel bool = false
+
+@secure()
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 48
+      noSpecial: true
+    }
+  }
+})
+@description('BOT_TELEMETRY_HASH_KEY: keeps the hashes of user and conversation ids stable across restarts and instances. Empty: a random key per process (users per day are then overcounted).')
+param telemetryHashKey string = ''
+
+@description('Tags added to every resource.')
+param tags object = {}
+
+var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+  application: 'otel-chatbot'
+})
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: allTags
+    workspaceName: 'log-${resourceToken}'
+    appInsightsName: 'appi-${resourceToken}'
+    retentionInDays: logRetentionDays
+    dailyCapGb: dailyCapGb
+    disableLocalAuth: disableLocalAuth
+  }
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    location: location
+    tags: allTags
+    identityName: 'id-bot-${resourceToken}'
+  }
+}
+
+module app 'modules/app.bicep' = {
+  name: 'app'
+  params: {
+    location: location
+    tags: allTags
+    planName: 'plan-${resourceToken}'
+    siteName: 'app-${resourceToken}'
+    skuName: appServiceSkuName
+    pythonVersion: pythonVersion
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    appInsightsName: monitoring.outputs.appInsightsName
+    workspaceId: monitoring.outputs.workspaceId
+    serviceName: serviceName
+    environmentName: environmentName
+    telemetryHashKey: telemetryHashKey
+  }
+}
+
+module bot 'modules/bot.bicep' = {
+  name: 'bot'
+  params: {
+    tags: allTags
+    botName: 'bot-${resourceToken}'
+    displayName: botDisplayName
+    skuName: botSkuName
+    messagingEndpoint: 'https://${app.outputs.defaultHostName}/api/messages'
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    enableTeamsChannel: enableTeamsChannel
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: allTags
+    resourceToken: resourceToken
+    alertEmailAddress: alertEmailAddress
+    alertWebhookUrl: alertWebhookUrl
+    appInsightsId: monitoring.outputs.appInsightsId
+    workspaceId: monitoring.outputs.workspaceId
+    planId: app.outputs.planId
+    responseTimeThresholdMs: responseTimeThresholdMs
+    cpuThresholdPercent: cpuThresholdPercent
+    failedRequestsThreshold: failedRequestsThreshold
+    errorSpikePercent: errorSpikePercent
+  }
+}
+
+module access 'modules/access.bicep' = {
+  name: 'access'
+  params: {
+    operatorsGroupPrincipalId: operatorsGroupPrincipalId
+    appInsightsName: monitoring.outputs.appInsightsName
+    botPrincipalId: identity.outputs.principalId
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
+    displayName: '${botDisplayName} (${environmentName})'
+  }
+}
+
+module queryPack 'modules/querypack.bicep' = if (deployQueryPack) {
+  name: 'querypack'
+  params: {
+    location: location
+    tags: allTags
+    queryPackName: 'pack-${resourceToken}'
+  }
+}
+
+// Names and addresses only: no connection string, key or secret leaves the deployment.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output BOT_WEB_APP_NAME string = app.outputs.siteName
+output BOT_MESSAGING_ENDPOINT string = 'https://${app.outputs.defaultHostName}/api/messages'
+output BOT_HEALTH_URL string = 'https://${app.outputs.defaultHostName}/healthz'
+output BOT_RESOURCE_NAME string = bot.outputs.botName
+output BOT_APP_ID string = identity.outputs.clientId
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName
+output WORKBOOK_ID string = workbook.outputs.workbookId

@@ -1,0 +1,209 @@
+// The seed's alerts, each sending its notification through one action group (e-mail, optional webhook):
+//   average response time > 2 s, failed requests, CPU > 80 % on the plan, and a scheduled KQL query for error spikes.
+// Every rule resolves itself when the condition clears (autoMitigate).
+
+param location string
+param tags object
+param resourceToken string
+param alertEmailAddress string
+
+@secure()
+param alertWebhookUrl string
+
+param appInsightsId string
+param workspaceId string
+param planId string
+param responseTimeThresholdMs int
+param cpuThresholdPercent int
+param failedRequestsThreshold int
+param errorSpikePercent int
+
+var webhookReceivers = empty(alertWebhookUrl)
+  ? []
+  : [
+      {
+        name: 'webhook'
+        serviceUri: alertWebhookUrl
+        useCommonAlertSchema: true
+      }
+    ]
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: 'ag-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'otelchatbot'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operators-email'
+        emailAddress: alertEmailAddress
+        useCommonAlertSchema: true
+      }
+    ]
+    webhookReceivers: webhookReceivers
+  }
+}
+
+resource responseTimeAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-response-time-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Average server response time of the bot above ${responseTimeThresholdMs} ms over 5 minutes (Application Insights requests/duration).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'AverageResponseTime'
+          metricNamespace: 'microsoft.insights/components'
+          metricName: 'requests/duration'
+          operator: 'GreaterThan'
+          threshold: responseTimeThresholdMs
+          timeAggregation: 'Average'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+resource failedRequestsAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-failed-requests-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'More than ${failedRequestsThreshold} failed requests in 5 minutes (Application Insights requests/failed).'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'FailedRequests'
+          metricNamespace: 'microsoft.insights/components'
+          metricName: 'requests/failed'
+          operator: 'GreaterThan'
+          threshold: failedRequestsThreshold
+          timeAggregation: 'Count'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+resource cpuAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-cpu-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Average CPU of the App Service plan above ${cpuThresholdPercent} % over 10 minutes.'
+    severity: 2
+    enabled: true
+    scopes: [
+      planId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT10M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'HighCpu'
+          metricNamespace: 'Microsoft.Web/serverfarms'
+          metricName: 'CpuPercentage'
+          operator: 'GreaterThan'
+          threshold: cpuThresholdPercent
+          timeAggregation: 'Average'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+// The query is kept in alerts/error-spike.kql: the same text is deployed here and checked by the test suite.
+resource errorSpikeAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-error-spike-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'otel-chatbot error spike'
+    description: 'More than ${errorSpikePercent} % of the requests of a channel failed in the last 15 minutes (failed requests and turns that ended in an unhandled exception).'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    targetResourceTypes: [
+      'Microsoft.OperationalInsights/workspaces'
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../alerts/error-spike.kql')
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'FailedPercent'
+          operator: 'GreaterThan'
+          threshold: errorSpikePercent
+          dimensions: [
+            {
+              name: 'Channel'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+output actionGroupId string = actionGroup.id

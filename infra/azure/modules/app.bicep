@@ -1,0 +1,222 @@
+// Linux App Service plan and the Python web app running `python -m bot`, with its logs and metrics sent to the
+// workspace. App settings are the variables the bot reads (bot/settings.py, telemetry/config.py) plus the three the
+// platform needs to build and start it.
+
+param location string
+param tags object
+param planName string
+param siteName string
+param skuName string
+param pythonVersion string
+param identityId string
+param identityClientId string
+param appInsightsName string
+param workspaceId string
+param serviceName string
+param environmentName string
+
+@secure()
+param telemetryHashKey string
+
+// App Service routes HTTPS traffic to this port inside the container; the bot listens on it (PORT, BOT_HOST).
+var botPort = '8000'
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'linux'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    reserved: true
+    // checkov:skip=CKV_AZURE_225: zone redundancy needs a Premium plan with at least three instances; a template bot starts on one Basic instance (raise appServiceSkuName for production)
+    zoneRedundant: false
+  }
+}
+
+var baseSettings = [
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsights.properties.ConnectionString
+  }
+  {
+    name: 'OTEL_SERVICE_NAME'
+    value: serviceName
+  }
+  {
+    name: 'OTEL_RESOURCE_ATTRIBUTES'
+    value: 'deployment.environment=${environmentName}'
+  }
+  {
+    name: 'MicrosoftAppType'
+    value: 'UserAssignedMSI'
+  }
+  {
+    name: 'MicrosoftAppId'
+    value: identityClientId
+  }
+  {
+    name: 'MicrosoftAppTenantId'
+    value: tenant().tenantId
+  }
+  {
+    name: 'BOT_HOST'
+    value: '0.0.0.0'
+  }
+  {
+    name: 'PORT'
+    value: botPort
+  }
+  {
+    // Prometheus cannot scrape an App Service instance; Azure Monitor gets every metric anyway.
+    name: 'BOT_METRICS_PORT'
+    value: '0'
+  }
+  {
+    // /home survives restarts, so telemetry that could not be sent yet is retried by the next process.
+    name: 'BOT_TELEMETRY_STORAGE_DIRECTORY'
+    value: '/home/otel-chatbot/telemetry'
+  }
+  {
+    // azure-identity picks the bot's user-assigned identity with it (Entra ID ingestion when local auth is off).
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
+    name: 'WEBSITES_PORT'
+    value: botPort
+  }
+  {
+    name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'
+    value: 'true'
+  }
+  {
+    // The build installs the project itself (pyproject.toml) with the pinned versions of infra/dev/constraints.txt.
+    name: 'CUSTOM_REQUIREMENTSTXT_PATH'
+    value: 'infra/azure/appservice/requirements.txt'
+  }
+]
+var hashKeySetting = empty(telemetryHashKey)
+  ? []
+  : [
+      {
+        name: 'BOT_TELEMETRY_HASH_KEY'
+        value: telemetryHashKey
+      }
+    ]
+
+resource site 'Microsoft.Web/sites@2023-12-01' = {
+  name: siteName
+  location: location
+  // azd finds the web app to deploy the `bot` service of azure.yaml to by this tag.
+  tags: union(tags, {
+    'azd-service-name': 'bot'
+  })
+  kind: 'app,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_13: App Service Authentication would turn away the Bot Connector; the bot checks the Bot Framework JWT of every /api/messages request itself
+    // checkov:skip=CKV_AZURE_17: the Bot Connector presents no client certificate, so requiring one would block every message
+    // checkov:skip=CKV_AZURE_222: the Bot Connector reaches the messaging endpoint over the public internet (no private endpoint for channels)
+    // checkov:skip=CKV_AZURE_212: one instance is the template's low-cost default; scale out with the plan when a bot goes to production
+    // checkov:skip=CKV_AZURE_88: the bot keeps no files; /home is used only for telemetry waiting to be resent
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientAffinityEnabled: false
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      linuxFxVersion: 'PYTHON|${pythonVersion}'
+      appCommandLine: 'python -m bot'
+      healthCheckPath: '/healthz'
+      alwaysOn: true
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      httpLoggingEnabled: true
+      detailedErrorLoggingEnabled: true
+      requestTracingEnabled: true
+      appSettings: concat(baseSettings, hashKeySetting)
+    }
+  }
+}
+
+// Deployments authenticate with Entra ID (azd, az webapp deploy); publishing passwords are switched off.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'AppServiceHTTPLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceConsoleLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServicePlatformLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceAuditLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource planDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: plan
+  properties: {
+    workspaceId: workspaceId
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output siteName string = site.name
+output defaultHostName string = site.properties.defaultHostName
+output planId string = plan.id

@@ -1,0 +1,136 @@
+"""Starts the real bot (`python -m bot`) as a subprocess on free 127.0.0.1 ports, exporting to the ingestion stand-in.
+
+A separate process is how the bot runs in production, gives it a core of its own instead of a share of the load
+generator's, and keeps Locust's gevent monkey-patching away from its asyncio loop. SIGTERM makes it flush every
+exporter before it exits, so what reached the stand-in by then is everything it will ever send.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from loadtest.polling import wait_until
+
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 60.0
+# No proxy may sit between the load test and 127.0.0.1.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# Settings the reconciliation depends on; they win over the caller's environment and any .env file.
+_PINNED = {
+    "BOT_HOST": "127.0.0.1",
+    "BOT_METRICS_HOST": "127.0.0.1",
+    "MicrosoftAppId": "",
+    "MicrosoftAppPassword": "",
+    "MicrosoftAppType": "",
+    "MicrosoftAppTenantId": "",
+    "OTEL_TRACES_SAMPLER": "parentbased_always_on",  # every turn traced: one Request envelope per turn
+    "OTEL_TRACES_SAMPLER_ARG": "",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@dataclass
+class LocalBot:
+    process: subprocess.Popen[bytes]
+    port: int
+    metrics_port: int
+    log_path: Path
+    _log: IO[bytes]
+
+    @property
+    def messages_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/messages"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def scrape(self) -> str:
+        with _DIRECT.open(self.metrics_url, timeout=10) as response:
+            return str(response.read().decode("utf-8"))
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+        """SIGTERM (the bot flushes its telemetry), then SIGKILL if it has not exited within `timeout`."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bot_environment(
+    base: Mapping[str, str], port: int, metrics_port: int, connection_string: str, storage: Path
+) -> dict[str, str]:
+    env = dict(base)
+    env.update(_PINNED)
+    env.update(
+        {
+            "PORT": str(port),
+            "BOT_METRICS_PORT": str(metrics_port),
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string,
+            # A fresh directory: telemetry a previous run left unsent must not be counted in this one.
+            "BOT_TELEMETRY_STORAGE_DIRECTORY": str(storage),
+        }
+    )
+    return env
+
+
+def start_bot(results_dir: Path, connection_string: str, project_root: Path) -> LocalBot:
+    """Start the bot and wait until it answers /healthz; raises RuntimeError with its log if it does not."""
+    port, metrics_port = free_port(), free_port()
+    env = bot_environment(os.environ, port, metrics_port, connection_string, results_dir / "bot-telemetry-storage")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_root), os.environ.get("PYTHONPATH")]))
+    log_path = results_dir / "bot.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot"], cwd=results_dir, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    bot = LocalBot(process, port, metrics_port, log_path, log)
+    try:
+        wait_until(lambda: _ready(bot), timeout=START_TIMEOUT_SECONDS, interval=0.1, message="the bot's /healthz")
+    except AssertionError as error:
+        bot.stop(timeout=5)
+        raise RuntimeError(f"the bot did not start: {error}\n{bot.log_tail()}") from None
+    return bot
+
+
+def _ready(bot: LocalBot) -> bool:
+    if bot.process.poll() is not None:
+        raise AssertionError(f"it exited with code {bot.process.returncode}")
+    try:
+        with _DIRECT.open(f"http://127.0.0.1:{bot.port}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,206 @@
+"""Real Prometheus and Alertmanager processes for the tests, on ephemeral 127.0.0.1 ports, with the shipped
+configuration and rules — their time windows shortened so alerts fire and resolve within seconds."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.support import BackgroundServer
+from tests.support.polling import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
+ALERTMANAGER_CONFIG = ROOT / "infra" / "alertmanager" / "alertmanager.yml"
+RULE_FILES = (PROMETHEUS_DIR / "rules" / "recording.yml", PROMETHEUS_DIR / "rules" / "alerts.yml")
+
+# Minutes and hours of the shipped rules become seconds here: the shape of each rule stays, the waiting goes.
+FAST_WINDOWS = {"[5m]": "[10s]", "[1h]": "[1m]", "offset 5m": "offset 10s"}
+FAST_FOR = re.compile(r"^(\s*)for: \d+[smh]$", re.MULTILINE)
+
+
+def tool(name: str) -> str:
+    # Debian names the Alertmanager binary prometheus-alertmanager; upstream archives name it alertmanager.
+    path = shutil.which(name) or shutil.which(f"prometheus-{name}")
+    assert path, f"{name} is not installed: run `bash infra/dev/install.sh --test` (it installs Debian's {name})"
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fast_rules(text: str) -> str:
+    for slow, fast in FAST_WINDOWS.items():
+        text = text.replace(slow, fast)
+    return FAST_FOR.sub(r"\1for: 3s", text)
+
+
+def _get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Process:
+    def __init__(self, name: str, args: list[str], log: Path) -> None:
+        self.name, self.log = name, log
+        self._handle = log.open("wb")
+        self.process = subprocess.Popen(args, stdout=self._handle, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._handle.close()
+
+
+class Prometheus(Process):
+    def __init__(self, workdir: Path, scrape_target: str, alertmanager: str | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        rules = []
+        for rule_file in RULE_FILES:
+            fast = workdir / rule_file.name
+            fast.write_text(fast_rules(rule_file.read_text()))
+            rules.append(str(fast))
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": rules,
+            "scrape_configs": [
+                {
+                    "job_name": "chatbot",
+                    "static_configs": [{"targets": [scrape_target], "labels": {"environment": "test"}}],
+                }
+            ],
+        }
+        if alertmanager:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+        config_file = workdir / "prometheus.yml"
+        config_file.write_text(json.dumps(config))  # JSON is YAML
+        subprocess.run([tool("promtool"), "check", "config", str(config_file)], check=True, capture_output=True)
+        super().__init__(
+            "prometheus",
+            [
+                tool("prometheus"),
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--rules.alert.resend-delay=1s",
+            ],
+            workdir / "prometheus.log",
+        )
+        wait_until(self._ready, timeout=20, message=f"Prometheus ready on {self.url}")
+
+    def _ready(self) -> bool:
+        assert self.process.poll() is None, f"Prometheus exited:\n{self.output()}"
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        body = _get_json(url)
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def targets(self) -> list[dict[str, Any]]:
+        return list(_get_json(f"{self.url}/api/v1/targets")["data"]["activeTargets"])
+
+    def alerts(self) -> dict[str, str]:
+        """alertname → state (pending/firing) of the alerts Prometheus holds now."""
+        alerts = _get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
+        return {alert["labels"]["alertname"]: alert["state"] for alert in alerts}
+
+
+class WebhookReceiver(BackgroundServer):
+    """Where Alertmanager delivers notifications: records every payload it posts."""
+
+    def __init__(self) -> None:
+        super().__init__("alert-webhook")
+        self.payloads: list[dict[str, Any]] = []
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.payloads.append(await request.json())
+        return web.Response(status=200)
+
+    def notified(self, alertname: str, status: str) -> bool:
+        return any(
+            alert["labels"].get("alertname") == alertname and alert["status"] == status
+            for payload in list(self.payloads)
+            for alert in payload["alerts"]
+        )
+
+
+class Alertmanager(Process):
+    def __init__(self, workdir: Path, webhook_url: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = ALERTMANAGER_CONFIG.read_text()
+        config = config.replace("http://127.0.0.1:5001/alerts", webhook_url)
+        config = re.sub(r"group_wait: \S+", "group_wait: 1s", config)
+        config = re.sub(r"group_interval: \S+", "group_interval: 1s", config)
+        config_file = workdir / "alertmanager.yml"
+        config_file.write_text(config)
+        subprocess.run([tool("amtool"), "check-config", str(config_file)], check=True, capture_output=True)
+        super().__init__(
+            "alertmanager",
+            [
+                tool("alertmanager"),
+                f"--config.file={config_file}",
+                f"--storage.path={workdir / 'alertmanager'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            workdir / "alertmanager.log",
+        )
+        wait_until(self._ready, timeout=20, message=f"Alertmanager ready on {self.url}")
+
+    def _ready(self) -> bool:
+        assert self.process.poll() is None, f"Alertmanager exited:\n{self.output()}"
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+
+@contextmanager
+def stack(workdir: Path, scrape_target: str, with_alertmanager: bool = False) -> Iterator[tuple[Prometheus, Any]]:
+    """Prometheus scraping `scrape_target`; with Alertmanager and a webhook receiver when asked."""
+    processes: list[Process] = []
+    webhook = WebhookReceiver() if with_alertmanager else None
+    try:
+        alertmanager = None
+        if webhook is not None:
+            webhook.start()
+            alertmanager = Alertmanager(workdir, f"{webhook.base_url}/alerts")
+            processes.append(alertmanager)
+        prometheus = Prometheus(workdir, scrape_target, f"127.0.0.1:{alertmanager.port}" if alertmanager else None)
+        processes.append(prometheus)
+        yield prometheus, webhook
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        if webhook is not None:
+            webhook.stop()

@@ -1,0 +1,181 @@
+"""The shipped Prometheus rules, alerts and dashboard against a real Prometheus and Alertmanager scraping the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.botserver import RunningBot, running_bot
+from tests.support.channel import ChannelStandIn
+from tests.support.emulator import EmulatorClient
+from tests.support.ingestion import IngestionStandIn
+from tests.support.polling import wait_until_async
+from tests.support.prometheus import PROMETHEUS_DIR, ROOT, RULE_FILES, Prometheus, stack, tool
+
+DASHBOARD = ROOT / "infra" / "grafana" / "dashboards" / "chatbot-overview.json"
+CONVERSATION = ("hi", "what can you do?", "banana spaceship", "feedback", "4", "skip", "feedback", "cancel", "help")
+
+
+def test_the_shipped_configuration_and_rules_pass_promtool() -> None:
+    for command in (
+        ["check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
+        ["check", "rules", *map(str, RULE_FILES)],
+        ["test", "rules", *map(str, sorted((PROMETHEUS_DIR / "tests").glob("*.yml")))],
+    ):
+        result = subprocess.run([tool("promtool"), *command], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_promtool_case_and_a_runbook() -> None:
+    alerts = re.findall(r"^\s+- alert: (\w+)$", (PROMETHEUS_DIR / "rules" / "alerts.yml").read_text(), re.MULTILINE)
+    cases = "\n".join(path.read_text() for path in (PROMETHEUS_DIR / "tests").glob("*.yml"))
+    assert len(alerts) == 7
+    for alert in alerts:
+        blocks = re.findall(rf"alertname: {alert}\n\s+exp_alerts:(.*?)(?=\n\s+- eval_time|\n\s+- name|\Z)", cases, re.S)
+        assert any(block.strip() == "[]" for block in blocks), f"{alert} has no case that stays quiet"
+        assert any("exp_labels" in block for block in blocks), f"{alert} has no case that fires"
+        assert (ROOT / "docs" / "runbooks" / f"{alert}.md").is_file(), f"{alert} has no runbook"
+
+
+class Traffic:
+    """Real conversations against the bot, in a bounded background loop: at most `limit` turns."""
+
+    def __init__(self, bot: RunningBot, channel: ChannelStandIn, limit: int = 3000) -> None:
+        self._bot, self._channel, self._limit = bot, channel, limit
+        self.turns = 0
+        self._stop = asyncio.Event()
+
+    async def _user(self, number: int) -> None:
+        async with EmulatorClient(self._bot.messages_url, self._channel.service_url) as emulator:
+            while not self._stop.is_set() and self.turns < self._limit:
+                for text in CONVERSATION:
+                    if self._stop.is_set():
+                        return
+                    # Most turns answer inline; some go through the channel, as the Emulator does.
+                    if number == 0 and text == "help":
+                        await emulator.send(text)
+                    else:
+                        await emulator.expect_replies(text)
+                    self.turns += 1
+
+    @asynccontextmanager
+    async def running(self, users: int = 4) -> AsyncIterator[Traffic]:
+        tasks = [asyncio.create_task(self._user(number)) for number in range(users)]
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            await asyncio.gather(*tasks)
+
+
+async def _has_data(prometheus: Prometheus, promql: str) -> bool:
+    result = await asyncio.to_thread(prometheus.query, promql)
+    return bool(result)
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = list(dashboard["panels"])
+    queries = []
+    while panels:
+        panel = panels.pop()
+        panels.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                queries.append((panel.get("title", "?"), target["expr"]))
+    return queries
+
+
+def _substitute(promql: str) -> str:
+    for variable, value in (
+        ("$__rate_interval", "10s"),
+        ("$__interval", "2s"),
+        ("$__range", "1m"),
+        ("$environment", ".*"),
+        ("$instance", ".*"),
+    ):
+        promql = promql.replace(variable, value)
+    return promql
+
+
+@pytest.fixture
+async def scraped_bot(ingestion: IngestionStandIn, azure_sdk_offline: None) -> AsyncIterator[RunningBot]:
+    env = {"OTEL_BSP_SCHEDULE_DELAY": "500", "OTEL_BLRP_SCHEDULE_DELAY": "500"}
+    async with running_bot(env, connection_string=ingestion.connection_string) as bot:
+        yield bot
+
+
+async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has_data(
+    scraped_bot: RunningBot, channel: ChannelStandIn, tmp_path: Path
+) -> None:
+    target = scraped_bot.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    records = re.findall(r"- record: (\S+)", RULE_FILES[0].read_text())
+    with stack(tmp_path, target) as (prometheus, _):
+        async with Traffic(scraped_bot, channel).running():
+            await wait_until_async(
+                lambda: [t for t in prometheus.targets() if t["health"] == "up"], timeout=20, message="target up"
+            )
+            (up,) = await asyncio.to_thread(prometheus.query, 'up{job="chatbot"}')
+            assert up["metric"]["environment"] == "test"
+            assert up["value"][1] == "1"
+            for record in records:
+                await wait_until_async(lambda r=record: _has_data(prometheus, r), timeout=30, message=record)
+            for title, promql in _panel_queries():
+                query = _substitute(promql)
+                await wait_until_async(
+                    lambda q=query: _has_data(prometheus, q), timeout=30, message=f"panel {title!r}: {query}"
+                )
+    assert len(records) >= 15
+
+
+async def _seconds_until(condition: Callable[[], bool], since: float, within: float, message: str) -> float:
+    """Waits for `condition`; returns the seconds from `since` (a time.monotonic() reading) until it held."""
+    await wait_until_async(condition, timeout=within, interval=0.2, message=message)
+    return time.monotonic() - since
+
+
+async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_resolve(
+    scraped_bot: RunningBot, channel: ChannelStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = scraped_bot.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    faults = scraped_bot.faults
+    alerts = ("ChatbotHighErrorRatio", "ChatbotSlowResponses")
+    with stack(tmp_path, target, with_alertmanager=True) as (prometheus, webhook):
+        async with Traffic(scraped_bot, channel).running(users=6):
+            await wait_until_async(lambda: prometheus.query("chatbot:turns:rate5m"), timeout=20, message="turns")
+            assert not set(prometheus.alerts()) & set(alerts)
+
+            faults.configure(error_ratio=0.5, delay_ratio=1.0, delay_seconds=2.2)
+            switched, timings = time.monotonic(), {}
+            for alert in alerts:
+                timings[f"{alert} firing in Prometheus"] = await _seconds_until(
+                    lambda a=alert: prometheus.alerts().get(a) == "firing", switched, 60, f"{alert} firing"
+                )
+                timings[f"{alert} delivered"] = await _seconds_until(
+                    lambda a=alert: webhook.notified(a, "firing"), switched, 30, f"{alert} delivered"
+                )
+            (state,) = await asyncio.to_thread(prometheus.query, "bot_faults_error_ratio")
+            assert state["value"][1] == "0.5"
+
+            faults.configure(error_ratio=0.0, delay_ratio=0.0, delay_seconds=0.0)
+            switched = time.monotonic()
+            for alert in alerts:
+                timings[f"{alert} resolved in Prometheus"] = await _seconds_until(
+                    lambda a=alert: a not in prometheus.alerts(), switched, 60, f"{alert} resolved"
+                )
+                timings[f"{alert} resolution delivered"] = await _seconds_until(
+                    lambda a=alert: webhook.notified(a, "resolved"), switched, 30, f"{alert} resolution delivered"
+                )
+    with capsys.disabled():
+        print(
+            "\nseconds after switching faults on/off (rule windows shortened):",
+            json.dumps({k: round(v, 1) for k, v in timings.items()}),
+        )
