@@ -23,6 +23,7 @@ import gevent
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 
+from loadtest.auth import TOKEN_VARIABLE
 from loadtest.conversation import (
     GREETINGS,
     OFF_TOPIC,
@@ -41,7 +42,7 @@ REPLY_TYPE = "REPLY"
 REPLY_NAME = "bot reply"
 REPLY_TIMEOUT_SECONDS = 10.0
 PROGRESS_INTERVAL_SECONDS = 5.0
-TOKEN_VARIABLE = "LOADTEST_BEARER_TOKEN"  # a bearer token for a bot that checks credentials
+
 TURNS_FILE = "turns.csv"
 RUN_FILE = "run.json"
 

@@ -89,7 +89,9 @@ def wsgi_app(board: ReplyBoard) -> Callable[[dict[str, Any], StartResponse], Ite
         except ValueError:
             activity = None
         if not isinstance(activity, dict):
-            return _json(start_response, "400 Bad Request", {"error": {"code": "BadArgument", "message": "no activity"}})
+            return _json(
+                start_response, "400 Bad Request", {"error": {"code": "BadArgument", "message": "no activity"}}
+            )
         reply_to = route.group("reply_to")
         board.deliver(
             unquote(route.group("conversation")), unquote(reply_to) if reply_to else None, activity, arrived_at

@@ -137,9 +137,7 @@ def prometheus_tally(exposition: str) -> Tally:
         for sample in family.samples:
             if sample.name in wanted:
                 wanted[sample.name] += sample.value
-    return Tally(
-        round(wanted[catalog.TURNS.prometheus_name]), round(wanted[catalog.REQUESTS_REJECTED.prometheus_name])
-    )
+    return Tally(round(wanted[catalog.TURNS.prometheus_name]), round(wanted[catalog.REQUESTS_REJECTED.prometheus_name]))
 
 
 def reconcile(

@@ -128,7 +128,9 @@ def _reconciliation_lines(r: Reconciliation) -> list[str]:
         shown = "not available" if tally is None else f"{tally.turns:>7} / {tally.refused:<4}"
         lines.append(f"  {name:<15} {shown}  ({source})")
     if not r.checked:
-        lines.append("  SKIPPED: no access to the bot's counters or its Application Insights (see docs/load-testing.md)")
+        lines.append(
+            "  SKIPPED: no access to the bot's counters or its Application Insights (see docs/load-testing.md)"
+        )
     elif r.ok:
         lines.append("  PASS: every turn sent was counted once by the bot and arrived once at the ingestion endpoint")
     else:

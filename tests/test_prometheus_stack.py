@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -127,13 +128,17 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
             assert up["metric"]["environment"] == "test"
             assert up["value"][1] == "1"
             for record in records:
-                await wait_until_async(lambda r=record: _has_data(prometheus, r), timeout=30, message=record)
+                await wait_until_async(partial(_has_data, prometheus, record), timeout=30, message=record)
             for title, promql in _panel_queries():
                 query = _substitute(promql)
                 await wait_until_async(
-                    lambda q=query: _has_data(prometheus, q), timeout=30, message=f"panel {title!r}: {query}"
+                    partial(_has_data, prometheus, query), timeout=30, message=f"panel {title!r}: {query}"
                 )
     assert len(records) >= 15
+
+
+def _in_state(prometheus: Prometheus, alert: str, state: str | None) -> bool:
+    return prometheus.alerts().get(alert) == state
 
 
 async def _seconds_until(condition: Callable[[], bool], since: float, within: float, message: str) -> float:
@@ -157,10 +162,10 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
             switched, timings = time.monotonic(), {}
             for alert in alerts:
                 timings[f"{alert} firing in Prometheus"] = await _seconds_until(
-                    lambda a=alert: prometheus.alerts().get(a) == "firing", switched, 60, f"{alert} firing"
+                    partial(_in_state, prometheus, alert, "firing"), switched, 60, f"{alert} firing"
                 )
                 timings[f"{alert} delivered"] = await _seconds_until(
-                    lambda a=alert: webhook.notified(a, "firing"), switched, 30, f"{alert} delivered"
+                    partial(webhook.notified, alert, "firing"), switched, 30, f"{alert} delivered"
                 )
             (state,) = await asyncio.to_thread(prometheus.query, "bot_faults_error_ratio")
             assert state["value"][1] == "0.5"
@@ -169,10 +174,10 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
             switched = time.monotonic()
             for alert in alerts:
                 timings[f"{alert} resolved in Prometheus"] = await _seconds_until(
-                    lambda a=alert: a not in prometheus.alerts(), switched, 60, f"{alert} resolved"
+                    partial(_in_state, prometheus, alert, None), switched, 60, f"{alert} resolved"
                 )
                 timings[f"{alert} resolution delivered"] = await _seconds_until(
-                    lambda a=alert: webhook.notified(a, "resolved"), switched, 30, f"{alert} resolution delivered"
+                    partial(webhook.notified, alert, "resolved"), switched, 30, f"{alert} resolution delivered"
                 )
     with capsys.disabled():
         print(

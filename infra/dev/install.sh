@@ -24,4 +24,17 @@ $want_tests && extras="dev,load"
 echo "==> installing Python packages (.[${extras}], pinned by infra/dev/constraints.txt)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
   -c infra/dev/constraints.txt -e ".[${extras}]"
+if $want_tests; then
+  # The tests start real Prometheus and Alertmanager processes (Debian's packages; their services stay off).
+  missing=()
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    as_root=""
+    [ "$(id -u)" -eq 0 ] || as_root="sudo"
+    $as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
 echo "==> ready: .venv/bin/python -m bot"
