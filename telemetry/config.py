@@ -102,6 +102,18 @@ def parse_connection_string(raw: str) -> dict[str, str]:
     return pairs
 
 
+def parse_authentication_string(raw: str) -> str | None:
+    """APPLICATIONINSIGHTS_AUTHENTICATION_STRING: `Authorization=AAD` (system-assigned identity) or
+    `Authorization=AAD;ClientId=<guid>` (user-assigned). Returns the client id, "" for system-assigned."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(";"))):
+        key, _, value = item.partition("=")
+        pairs[key.strip().lower()] = value.strip()
+    if pairs.get("authorization", "").upper() != "AAD":
+        raise ConfigError("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "expected Authorization=AAD[;ClientId=<guid>]")
+    return pairs.get("clientid", "")
+
+
 def _package_version() -> str:
     try:
         return metadata.version("otel-chatbot")
@@ -124,6 +136,7 @@ class TelemetryConfig:
     hash_key: bytes | None = None
     log_level: int = logging.INFO
     storage_directory: str | None = None
+    entra_client_id: str | None = None  # None: connection-string ingestion; "" or a client id: Entra ID tokens
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
@@ -149,6 +162,7 @@ class TelemetryConfig:
         if not isinstance(level, int):
             raise ConfigError("BOT_LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR, got {level_name!r}")
         hash_key = env.get("BOT_TELEMETRY_HASH_KEY", "").strip()
+        authentication = env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip()
         defaults = cls()
         return cls(
             service_name=service_name,
@@ -163,4 +177,5 @@ class TelemetryConfig:
             hash_key=hash_key.encode() if hash_key else None,
             log_level=level,
             storage_directory=env.get("BOT_TELEMETRY_STORAGE_DIRECTORY", "").strip() or None,
+            entra_client_id=parse_authentication_string(authentication) if authentication else None,
         )

@@ -173,6 +173,11 @@ def configure(
         options: dict[str, object] = {"connection_string": config.connection_string}
         if config.storage_directory:
             options["storage_directory"] = config.storage_directory
+        if config.entra_client_id is not None:
+            # Ingestion with Microsoft Entra ID tokens of the managed identity (local auth may then be disabled).
+            from azure.identity import ManagedIdentityCredential
+
+            options["credential"] = ManagedIdentityCredential(client_id=config.entra_client_id or None)
         # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
         name = catalog.EXPORTER_AZURE_MONITOR
         trace_exporter = AzureMonitorTraceExporter(tracer_provider=tracer_provider, **options)

@@ -238,3 +238,21 @@ def test_the_botbuilder_configuration_has_exactly_the_four_credential_keys(envir
         "APP_TYPE": settings.app_type,
         "APP_TENANTID": settings.app_tenant_id,
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "client_id"),
+    [
+        ("Authorization=AAD;ClientId=6f1c9a52-0d1e-4f6b-9a57-3f2a8d4c1b11", "6f1c9a52-0d1e-4f6b-9a57-3f2a8d4c1b11"),
+        ("Authorization=AAD", ""),
+    ],
+)
+def test_entra_id_ingestion_is_read_from_the_authentication_string(value: str, client_id: str) -> None:
+    config = TelemetryConfig.from_env({"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": value})
+    assert config.entra_client_id == client_id
+    assert TelemetryConfig.from_env({}).entra_client_id is None
+
+
+def test_a_bad_authentication_string_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="APPLICATIONINSIGHTS_AUTHENTICATION_STRING"):
+        TelemetryConfig.from_env({"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=Basic"})

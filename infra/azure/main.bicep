@@ -104,8 +104,8 @@ param enableTeamsChannel bool = false
     }
   }
 })
-@description('BOT_TELEMETRY_HASH_KEY: keeps the hashes of user and conversation ids stable across restarts and instances. Empty: a random key per process (users per day are then overcounted).')
-param telemetryHashKey string = ''
+@description('BOT_TELEMETRY_HASH_KEY: keeps the hashes of user and conversation ids stable across restarts and instances (azd generates it once). Empty: a random key per process, and users per day are overcounted.')
+param telemetryHashKey string
 
 @description('Tags added to every resource.')
 param tags object = {}

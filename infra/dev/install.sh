@@ -25,6 +25,8 @@ echo "==> installing Python packages (.[${extras}], pinned by infra/dev/constrai
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
   -c infra/dev/constraints.txt -e ".[${extras}]"
 if $want_tests; then
+  # Offline checks of the Azure template: pycep-parser, checkov (each in its own venv), the Kusto language service.
+  PYTHON="$python" bash infra/dev/install-azure-checks.sh
   # The tests start real Prometheus and Alertmanager processes (Debian's packages; their services stay off).
   missing=()
   command -v promtool >/dev/null || missing+=(prometheus)

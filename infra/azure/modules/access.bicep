@@ -13,7 +13,8 @@ var monitoringReaderRoleId = '43d0d8ad-25c7-4714-9337-8ba259a9fe05'
 var logAnalyticsReaderRoleId = '73c42c96-874c-492b-b04d-ab87d138a893'
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 
-var operatorRoles = [
+// No group given: no assignment (the loop runs over an empty list).
+var operatorRoles = empty(operatorsGroupPrincipalId) ? [] : [
   monitoringReaderRoleId
   logAnalyticsReaderRoleId
 ]
@@ -23,7 +24,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 }
 
 resource operatorAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for roleId in operatorRoles: if (!empty(operatorsGroupPrincipalId)) {
+  for roleId in operatorRoles: {
     name: guid(resourceGroup().id, operatorsGroupPrincipalId, roleId)
     properties: {
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)

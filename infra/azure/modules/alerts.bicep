@@ -18,15 +18,13 @@ param cpuThresholdPercent int
 param failedRequestsThreshold int
 param errorSpikePercent int
 
-var webhookReceivers = empty(alertWebhookUrl)
-  ? []
-  : [
-      {
-        name: 'webhook'
-        serviceUri: alertWebhookUrl
-        useCommonAlertSchema: true
-      }
-    ]
+var webhookReceivers = empty(alertWebhookUrl) ? [] : [
+  {
+    name: 'webhook'
+    serviceUri: alertWebhookUrl
+    useCommonAlertSchema: true
+  }
+]
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: 'ag-${resourceToken}'

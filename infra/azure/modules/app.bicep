@@ -89,6 +89,12 @@ var baseSettings = [
     value: identityClientId
   }
   {
+    // The bot's telemetry authenticates to Application Insights with the identity's Entra ID tokens, so
+    // ingestion keeps working when local (connection-string-only) authentication is disabled.
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'Authorization=AAD;ClientId=${identityClientId}'
+  }
+  {
     name: 'WEBSITES_PORT'
     value: botPort
   }
@@ -102,14 +108,12 @@ var baseSettings = [
     value: 'infra/azure/appservice/requirements.txt'
   }
 ]
-var hashKeySetting = empty(telemetryHashKey)
-  ? []
-  : [
-      {
-        name: 'BOT_TELEMETRY_HASH_KEY'
-        value: telemetryHashKey
-      }
-    ]
+var hashKeySetting = empty(telemetryHashKey) ? [] : [
+  {
+    name: 'BOT_TELEMETRY_HASH_KEY'
+    value: telemetryHashKey
+  }
+]
 
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   name: siteName
@@ -126,11 +130,9 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     }
   }
   properties: {
-    // checkov:skip=CKV_AZURE_13: App Service Authentication would turn away the Bot Connector; the bot checks the Bot Framework JWT of every /api/messages request itself
     // checkov:skip=CKV_AZURE_17: the Bot Connector presents no client certificate, so requiring one would block every message
     // checkov:skip=CKV_AZURE_222: the Bot Connector reaches the messaging endpoint over the public internet (no private endpoint for channels)
     // checkov:skip=CKV_AZURE_212: one instance is the template's low-cost default; scale out with the plan when a bot goes to production
-    // checkov:skip=CKV_AZURE_88: the bot keeps no files; /home is used only for telemetry waiting to be resent
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false

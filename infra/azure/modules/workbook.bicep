@@ -7,11 +7,8 @@ param tags object
 param appInsightsId string
 param displayName string
 
-var content = replace(
-  loadTextContent('../workbook/otel-chatbot.workbook.json'),
-  '__APPLICATION_INSIGHTS_ID__',
-  appInsightsId
-)
+var workbookTemplate = loadTextContent('../workbook/otel-chatbot.workbook.json')
+var content = replace(workbookTemplate, '__APPLICATION_INSIGHTS_ID__', appInsightsId)
 
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   name: guid(resourceGroup().id, appInsightsId, 'otel-chatbot-workbook')

@@ -1,0 +1,723 @@
+"""The Azure template (azure.yaml, infra/azure, infra/docker) checked offline, as far as it can be without Azure.
+
+No Bicep compiler can be installed here, so:
+- every .bicep file is parsed with pycep-parser (.venv-bicep), and the parsed model is inspected below;
+- checkov scans the Bicep and the Dockerfile (.venv-checkov) with no failed check, each skip justified inline;
+- every KQL text (query pack, alert query, workbook queries) is parsed and analysed by the Kusto language service
+  (infra/azure/kql-check, node) against tests/fixtures/kusto-schema.json, and a misspelt column is shown to be caught;
+- names used by the template, workbook and queries are checked against telemetry/catalog.py and the settings code.
+The tools come from `bash infra/dev/install-azure-checks.sh`; a missing tool fails the test (CI installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telemetry import catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURE = ROOT / "infra" / "azure"
+QUERIES = AZURE / "queries"
+ALERT_QUERIES = AZURE / "alerts"
+WORKBOOK = AZURE / "workbook" / "otel-chatbot.workbook.json"
+KQL_CHECK = AZURE / "kql-check"
+SCHEMA = ROOT / "tests" / "fixtures" / "kusto-schema.json"
+DOCKERFILE = ROOT / "infra" / "docker" / "Dockerfile"
+BICEP_PYTHON = ROOT / ".venv-bicep" / "bin" / "python"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+CHECKOV_PYTHON = ROOT / ".venv-checkov" / "bin" / "python"
+INSTALL_HINT = "run `bash infra/dev/install-azure-checks.sh` (infra/dev/install.sh --test does)"
+TIMEOUT = 300
+
+# Application Insights tables (classic names) for queries run on the resource; Log Analytics tables (App*) for the
+# scheduled-query alert, which is scoped to the workspace.
+APPLICATION_INSIGHTS = "ApplicationInsights"
+LOG_ANALYTICS = "LogAnalytics"
+
+SEED_QUERY = "requests | where success == false | summarize count() by resultCode"
+
+# Checks skipped inline in the Bicep, each with its reason next to the resource. Adding one is a decision: add it here.
+EXPECTED_CHECKOV_SKIPS = {"CKV_AZURE_17", "CKV_AZURE_212", "CKV_AZURE_222", "CKV_AZURE_225"}
+
+# App settings that are not the bot's own variables, and why the web app needs them.
+PLATFORM_SETTINGS = {
+    "WEBSITES_PORT": "the port App Service forwards HTTPS traffic to (the bot's PORT)",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT": "App Service builds the Python package when azd deploys the source",
+    "CUSTOM_REQUIREMENTSTXT_PATH": "where that build finds the requirements (infra/azure/appservice)",
+    "AZURE_CLIENT_ID": "azure-identity's choice of the user-assigned identity (Entra ID ingestion)",
+}
+REQUIRED_SETTINGS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "OTEL_SERVICE_NAME",
+    "MicrosoftAppType",
+    "MicrosoftAppId",
+    "MicrosoftAppTenantId",
+}
+SETTINGS_SOURCES = (ROOT / "bot" / "settings.py", ROOT / "telemetry" / "config.py")
+
+# Built-in role definitions the template may assign: read-only monitoring for people, publishing for the bot.
+MONITORING_READER = "43d0d8ad-25c7-4714-9337-8ba259a9fe05"
+LOG_ANALYTICS_READER = "73c42c96-874c-492b-b04d-ab87d138a893"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+# Dashboard panels the workbook mirrors (item names in the workbook JSON).
+WORKBOOK_PANELS = {
+    "requests-per-second",
+    "error-ratio",
+    "latency",
+    "turns",
+    "answers-vs-fallbacks",
+    "conversations-and-users",
+    "exceptions-by-type",
+}
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_ENV_READS = (
+    re.compile(r"""\benv(?:iron)?\.get\(\s*["']([^"']+)["']"""),
+    re.compile(r"""\bparse_\w+\(\s*env(?:iron)?\s*,\s*["']([^"']+)["']"""),
+)
+
+
+# ---- running the tools --------------------------------------------------------------------------------------------
+
+
+def _require(path: Path | None, what: str) -> Path:
+    if path is None or not path.exists():
+        pytest.fail(f"{what} is missing ({path}): {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+def _run(command: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=TIMEOUT, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command[:3])} … exited {result.returncode}:\n{result.stderr[-4000:]}", pytrace=False)
+    return result.stdout
+
+
+def _offline_environment() -> dict[str, str]:
+    """checkov with every call home switched off, and any HTTP(S) it might still try sent to a closed local port."""
+    env = {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
+    dead_end = "http://127.0.0.1:9"
+    env.update(
+        {
+            "BC_SKIP_MAPPING": "TRUE",
+            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "TRUE",
+            "CKV_PARSE_ERROR_FAIL": "true",
+            "HTTP_PROXY": dead_end,
+            "HTTPS_PROXY": dead_end,
+            "http_proxy": dead_end,
+            "https_proxy": dead_end,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def _json_documents(text: str) -> Iterator[Any]:
+    """checkov prints one JSON document per scanned directory."""
+    decoder = json.JSONDecoder()
+    index = 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return
+        document, index = decoder.raw_decode(text, index)
+        yield document
+
+
+def bicep_files() -> list[Path]:
+    return sorted(AZURE.rglob("*.bicep"))
+
+
+@pytest.fixture(scope="module")
+def bicep() -> dict[str, Any]:
+    """pycep-parser's reading of every .bicep file: {"pycep_parser": version, "files": {relative path: result}}."""
+    python = _require(BICEP_PYTHON, "the pycep-parser environment .venv-bicep")
+    paths = [str(path.relative_to(ROOT)) for path in bicep_files()]
+    return json.loads(_run([str(python), str(AZURE / "checks" / "parse_bicep.py"), *paths]))
+
+
+def model(bicep: dict[str, Any], relative: str) -> dict[str, Any]:
+    parsed = bicep["files"][relative]
+    assert parsed["ok"], f"{relative} does not parse: {parsed['error']}"
+    return parsed["model"]
+
+
+@dataclass(frozen=True)
+class CheckovRun:
+    returncode: int
+    reports: dict[str, dict[str, Any]]  # check_type -> report
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def checkov() -> CheckovRun:
+    executable = _require(CHECKOV, "checkov (.venv-checkov)")
+    command = [
+        str(executable),
+        "--framework",
+        "bicep",
+        "dockerfile",
+        "--skip-download",
+        "--directory",
+        str(AZURE.relative_to(ROOT)),
+        "--directory",
+        str(DOCKERFILE.parent.relative_to(ROOT)),
+        "--output",
+        "json",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env=_offline_environment(), timeout=TIMEOUT, check=False
+    )
+    reports: dict[str, dict[str, Any]] = {}
+    for document in _json_documents(result.stdout):
+        for report in document if isinstance(document, list) else [document]:
+            reports.setdefault(report["check_type"], report)  # the same report is repeated once per directory
+    return CheckovRun(result.returncode, reports, result.stderr)
+
+
+@dataclass(frozen=True)
+class Kql:
+    id: str
+    database: str
+    text: str
+
+
+def kql_texts() -> list[Kql]:
+    """Every KQL text the template deploys or documents: query pack files, alert queries, workbook queries."""
+    texts = [Kql(str(path.relative_to(ROOT)), APPLICATION_INSIGHTS, path.read_text()) for path in kql_files(QUERIES)]
+    texts += [Kql(str(path.relative_to(ROOT)), LOG_ANALYTICS, path.read_text()) for path in kql_files(ALERT_QUERIES)]
+    for item in workbook_items():
+        if item["type"] == 3 and item["content"].get("queryType") == 0:
+            texts.append(Kql(f"workbook:{item['name']}", APPLICATION_INSIGHTS, item["content"]["query"]))
+    return texts
+
+
+def kql_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.kql"))
+
+
+def workbook_items() -> list[dict[str, Any]]:
+    return json.loads(WORKBOOK.read_text())["items"]
+
+
+def workbook_query(name: str) -> str:
+    return next(item["content"]["query"] for item in workbook_items() if item["name"] == name)
+
+
+def _misspelt(text: str, right: str, wrong: str) -> str:
+    assert right in text, f"{right!r} is not in the query any more: pick another column to misspell"
+    return text.replace(right, wrong, 1)
+
+
+# Queries with one column misspelt on purpose, run in the same batch: the checker must report each of them.
+MISSPELT = {
+    "misspelt:seed-query": (APPLICATION_INSIGHTS, "sucess", lambda: SEED_QUERY.replace("success", "sucess")),
+    "misspelt:alert": (
+        LOG_ANALYTICS,
+        "ItemCnt",
+        lambda: _misspelt((ALERT_QUERIES / "error-spike.kql").read_text(), "sum(ItemCount)", "sum(ItemCnt)"),
+    ),
+    "misspelt:workbook": (
+        APPLICATION_INSIGHTS,
+        "itemCout",
+        lambda: _misspelt(workbook_query("requests-per-second"), "itemCount", "itemCout"),
+    ),
+    "misspelt:wrong-table-flavour": (
+        LOG_ANALYTICS,
+        "success",
+        lambda: "AppRequests | where success == false | summarize count() by ResultCode",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def kql_diagnostics() -> dict[str, list[dict[str, Any]]]:
+    """Diagnostics of every KQL text (and of the misspelt ones), from one run of the Kusto language service."""
+    node = shutil.which("node")
+    _require(Path(node) if node else None, "node")
+    _require(KQL_CHECK / "node_modules" / "@kusto" / "language-service-next", "the Kusto language service")
+    queries = [{"id": kql.id, "database": kql.database, "text": kql.text} for kql in kql_texts()]
+    queries += [{"id": key, "database": database, "text": make()} for key, (database, _, make) in MISSPELT.items()]
+    request = {"schema": str(SCHEMA), "queries": queries}
+    output = json.loads(_run([str(node), str(KQL_CHECK / "check.mjs")], stdin=json.dumps(request)))
+    assert output["engine"].startswith("@kusto/language-service-next ")
+    return {result["id"]: result["diagnostics"] for result in output["results"]}
+
+
+# ---- helpers over the parsed Bicep --------------------------------------------------------------------------------
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def loaded_files(parsed: dict[str, Any], bicep_file: str) -> set[Path]:
+    """Files a Bicep model reads with loadTextContent(), resolved from the Bicep file's folder."""
+    folder = (ROOT / bicep_file).parent
+    found = set()
+    for node in walk(parsed):
+        if isinstance(node, dict) and isinstance(node.get("function"), dict):
+            function = node["function"]
+            if function.get("type") == "load_text_content":
+                found.add((folder / function["parameters"]["file_path"]).resolve())
+    return found
+
+
+def resources(bicep: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in bicep["files"]:
+        for name, resource in model(bicep, path).get("resources", {}).items():
+            yield path, name, resource
+
+
+def config(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource's body; for a loop, the body of each element."""
+    body = resource["config"]
+    return body["config"] if "loop_type" in body else body
+
+
+def app_settings(bicep: dict[str, Any]) -> dict[str, Any]:
+    app = model(bicep, "infra/azure/modules/app.bicep")
+    site = config(app["resources"]["site"])
+    assert site["properties"]["siteConfig"]["appSettings"]["function"]["type"] == "concat"
+    settings: dict[str, Any] = {}
+    for variable in site["properties"]["siteConfig"]["appSettings"]["function"]["parameters"].values():
+        value = app["variables"][variable]["value"]
+        if isinstance(value, dict):  # `empty(x) ? [] : [...]`
+            value = value["operator"]["operands"]["false_value"]
+        settings.update({entry["name"]: entry["value"] for entry in value})
+    return settings
+
+
+def variables_read_by_the_bot() -> set[str]:
+    source = "\n".join(path.read_text(encoding="utf-8") for path in SETTINGS_SOURCES)
+    return {name for pattern in _ENV_READS for name in pattern.findall(source)}
+
+
+def strip_comments(kql: str) -> str:
+    return "\n".join(line for line in kql.splitlines() if not line.lstrip().startswith("//"))
+
+
+# ---- parsing, linting, analysing ----------------------------------------------------------------------------------
+
+
+def test_every_bicep_file_parses_with_pycep_parser(bicep: dict[str, Any]) -> None:
+    assert len(bicep["files"]) >= 8
+    failures = {path: result["error"] for path, result in bicep["files"].items() if not result["ok"]}
+    assert not failures, f"pycep-parser {bicep['pycep_parser']} cannot parse: {failures}"
+
+
+def test_checkov_finds_no_failed_check_and_every_skip_is_justified(checkov: CheckovRun) -> None:
+    assert set(checkov.reports) == {"bicep", "dockerfile"}, checkov.stderr[-4000:]
+    failed = []
+    for check_type, report in checkov.reports.items():
+        summary = report["summary"]
+        assert summary["parsing_errors"] == 0, report["results"].get("parsing_errors")
+        assert summary["passed"] > 0, f"checkov ran no {check_type} check"
+        failed += [
+            f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
+            for check in report["results"]["failed_checks"]
+        ]
+    assert not failed, "\n".join(failed)
+    assert checkov.returncode == 0, checkov.stderr[-4000:]
+
+    skipped = checkov.reports["bicep"]["results"]["skipped_checks"]
+    reasons = {check["check_id"]: check["check_result"].get("suppress_comment", "").strip() for check in skipped}
+    assert set(reasons) == EXPECTED_CHECKOV_SKIPS
+    assert all(len(reason) >= 30 for reason in reasons.values()), reasons
+    assert checkov.reports["dockerfile"]["results"]["skipped_checks"] == []
+
+
+def test_every_kql_text_parses_and_analyses_without_errors_or_warnings(
+    kql_diagnostics: dict[str, list[dict[str, Any]]],
+) -> None:
+    texts = kql_texts()
+    assert len(texts) >= 16
+    problems = {
+        kql.id: [
+            f"{d['severity']} {d['code']} line {d['line']} col {d['column']}: {d['message']}"
+            for d in kql_diagnostics[kql.id]
+            if d["severity"] in ("Error", "Warning")
+        ]
+        for kql in texts
+    }
+    assert not {key: value for key, value in problems.items() if value}
+
+
+@pytest.mark.parametrize("key", sorted(MISSPELT))
+def test_a_misspelt_column_is_caught(kql_diagnostics: dict[str, list[dict[str, Any]]], key: str) -> None:
+    _, wrong, _ = MISSPELT[key]
+    errors = [d for d in kql_diagnostics[key] if d["severity"] == "Error"]
+    assert any(d["code"] == "KS142" and d["snippet"] == wrong for d in errors), errors
+
+
+def test_the_schema_holds_the_tables_the_queries_need() -> None:
+    databases = json.loads(SCHEMA.read_text())["databases"]
+    ai_tables = {"requests", "dependencies", "traces", "exceptions", "customEvents", "customMetrics"}
+    assert set(databases[APPLICATION_INSIGHTS]["tables"]) == ai_tables
+    assert {"AppRequests", "AppExceptions", "AppDependencies"} <= set(databases[LOG_ANALYTICS]["tables"])
+    requests = databases[APPLICATION_INSIGHTS]["tables"]["requests"]
+    assert requests["success"] == "bool"
+    assert requests["duration"] == "real"
+    assert requests["customDimensions"] == "dynamic"
+
+
+# ---- the KQL pack -------------------------------------------------------------------------------------------------
+
+
+def test_the_query_pack_answers_the_issues_questions() -> None:
+    names = {path.stem for path in kql_files(QUERIES)}
+    assert names >= {
+        "failed-requests-by-result-code",
+        "latency-trend",
+        "failures-by-operation",
+        "exceptions-by-type",
+        "bot-analytics",
+        "slowest-turns",
+        "failing-channel-replies",
+        "pii-audit",
+    }
+
+
+@pytest.mark.parametrize("path", kql_files(QUERIES) + kql_files(ALERT_QUERIES), ids=lambda path: path.name)
+def test_every_kql_file_starts_with_a_comment_saying_what_it_answers(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    header = []
+    for line in lines:
+        if not line.startswith("//"):
+            break
+        header.append(line)
+    assert lines[0].startswith("// "), f"{path.name} must start with a comment"
+    assert "?" in " ".join(header), f"{path.name}: say which question the query answers"
+    assert strip_comments(path.read_text()).strip(), f"{path.name} holds no query"
+
+
+def test_the_seeds_query_is_in_the_pack_as_it_is() -> None:
+    text = strip_comments((QUERIES / "failed-requests-by-result-code.kql").read_text())
+    assert " ".join(text.split()) == SEED_QUERY
+
+
+def test_the_query_pack_resource_deploys_every_kql_file(bicep: dict[str, Any]) -> None:
+    pack = "infra/azure/modules/querypack.bicep"
+    assert loaded_files(model(bicep, pack), pack) == {path.resolve() for path in kql_files(QUERIES)}
+
+
+def test_alert_and_workbook_kql_come_from_the_checked_files(bicep: dict[str, Any]) -> None:
+    """No KQL is written inline in Bicep: what is deployed is what the Kusto check saw."""
+    alerts = "infra/azure/modules/alerts.bicep"
+    rules = [
+        config(resource)
+        for _, _, resource in resources(bicep)
+        if resource["type"] == "Microsoft.Insights/scheduledQueryRules"
+    ]
+    assert rules, "no scheduled-query alert"
+    for rule in rules:
+        assert rule["kind"] == "LogAlert"
+        assert rule["properties"]["scopes"] == ["workspaceId"], "App* tables need the workspace as scope"
+        for criterion in rule["properties"]["criteria"]["allOf"]:
+            assert criterion["query"]["function"]["type"] == "load_text_content", "keep alert KQL in alerts/*.kql"
+    assert loaded_files(model(bicep, alerts), alerts) == {path.resolve() for path in kql_files(ALERT_QUERIES)}
+    workbook = "infra/azure/modules/workbook.bicep"
+    assert loaded_files(model(bicep, workbook), workbook) == {WORKBOOK.resolve()}
+    inline = re.compile(r"^\s*(query|body|serializedData)\s*:\s*'", re.MULTILINE)
+    for path in bicep_files():
+        found = inline.findall(path.read_text())
+        assert not found, f"inline {found} in {path.name}: load it from a checked file"
+
+
+# ---- names: the template speaks the bot's language ----------------------------------------------------------------
+
+
+def test_kql_uses_only_names_the_bot_emits() -> None:
+    metrics = {metric.name for metric in catalog.METRICS}
+    events = {event.name for event in catalog.EVENTS}
+    properties = {prop for event in catalog.EVENTS for prop in event.properties}
+    attributes = {attribute.name: attribute.values for attribute in catalog.ATTRIBUTES}
+    dimension = r"(?:customDimensions|Properties)\[\s*\"([^\"]+)\"\s*\]"
+    used_metrics: set[str] = set()
+    used_events: set[str] = set()
+    for kql in kql_texts():
+        text = strip_comments(kql.text)
+        keys = set(re.findall(dimension, text)) | set(re.findall(r"(?:customDimensions|Properties)\.(\w+)", text))
+        assert keys <= set(attributes) | properties, f"{kql.id}: unknown dimensions {keys - set(attributes)}"
+        for key, value in re.findall(dimension + r"\)?\s*==\s*\"([^\"]*)\"", text):
+            if attributes.get(key):
+                assert value in attributes[key], f"{kql.id}: {key} is never {value!r}"
+        compared = set(re.findall(r"\b[Nn]ame\s*==\s*\"([^\"]+)\"", text))
+        for group in re.findall(r"\b[Nn]ame\s+in\s*\(([^)]*)\)", text):
+            compared |= set(re.findall(r"\"([^\"]+)\"", group))
+        allowed: set[str] = set()
+        if re.search(r"\b(customMetrics|AppMetrics)\b", text):
+            allowed |= metrics
+        if re.search(r"\b(customEvents|AppEvents)\b", text):
+            allowed |= events
+        if re.search(r"\b(requests|AppRequests)\b", text):
+            allowed.add(catalog.SPAN_MESSAGES_REQUEST)
+        assert compared <= allowed, f"{kql.id}: {compared - allowed} is no metric, event or span name of the catalog"
+        for literal in re.findall(r"\"((?:bot|http|process)\.[a-z_.]+)\"", text):
+            assert literal in metrics | set(attributes), f"{kql.id}: {literal} is not in the catalog"
+        used_metrics |= compared & metrics
+        used_events |= compared & events
+    # The check above is not vacuous: the workbook and the pack read these.
+    assert {
+        catalog.TURNS.name,
+        catalog.KNOWLEDGE_ANSWERS.name,
+        catalog.KNOWLEDGE_FALLBACKS.name,
+        catalog.ERRORS.name,
+    } <= used_metrics
+    assert {catalog.EVENT_MESSAGE_RECEIVED.name, catalog.EVENT_MESSAGE_SEND.name} <= used_events
+
+
+def test_app_settings_are_the_variables_the_bot_reads(bicep: dict[str, Any]) -> None:
+    settings = app_settings(bicep)
+    read = variables_read_by_the_bot()
+    assert read >= REQUIRED_SETTINGS, "the settings code no longer reads a variable the template sets"
+    assert REQUIRED_SETTINGS | {"BOT_TELEMETRY_HASH_KEY"} <= set(settings)
+    unknown = set(settings) - read - set(PLATFORM_SETTINGS)
+    assert not unknown, f"app settings the bot does not read: {unknown}"
+    assert settings["MicrosoftAppType"] == "UserAssignedMSI"
+    assert "MicrosoftAppPassword" not in settings
+    assert settings["BOT_HOST"] == "0.0.0.0"
+    assert settings["PORT"] == settings["WEBSITES_PORT"]
+    assert settings["BOT_METRICS_PORT"] == "0"
+    requirements = ROOT / settings["CUSTOM_REQUIREMENTSTXT_PATH"]
+    assert requirements.is_file()
+
+
+def test_app_service_build_installs_the_project_with_its_pins() -> None:
+    requirements = AZURE / "appservice" / "requirements.txt"
+    lines = [line.strip() for line in requirements.read_text().splitlines() if line.strip() and line[0] != "#"]
+    assert "." in lines, "the build must install the project itself"
+    constraints = [line.split(maxsplit=1)[1] for line in lines if line.startswith("-c ")]
+    assert constraints, "the build must use the pinned versions"
+    assert all(
+        (requirements.parent / path).resolve() == ROOT / "infra" / "dev" / "constraints.txt" for path in constraints
+    )
+
+
+# ---- the resources ------------------------------------------------------------------------------------------------
+
+
+def test_every_resource_has_a_pinned_current_api_version(bicep: dict[str, Any]) -> None:
+    types = set()
+    for path, name, resource in resources(bicep):
+        version = resource["api_version"]
+        assert re.fullmatch(r"20\d\d-\d\d-\d\d(-preview)?", version), f"{path}:{name} {version}"
+        assert version >= "2018-03-01", f"{path}:{name} uses the old API version {version}"
+        types.add(resource["type"])
+    assert types >= {
+        "Microsoft.OperationalInsights/workspaces",
+        "Microsoft.Insights/components",
+        "Microsoft.Web/serverfarms",
+        "Microsoft.Web/sites",
+        "Microsoft.Insights/diagnosticSettings",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "Microsoft.BotService/botServices",
+        "Microsoft.Insights/actionGroups",
+        "Microsoft.Insights/metricAlerts",
+        "Microsoft.Insights/scheduledQueryRules",
+        "Microsoft.Authorization/roleAssignments",
+        "Microsoft.Insights/workbooks",
+        "Microsoft.OperationalInsights/queryPacks",
+    }
+
+
+def test_workspace_retention_cap_and_workspace_based_application_insights(bicep: dict[str, Any]) -> None:
+    main = model(bicep, "infra/azure/main.bicep")
+    assert main["parameters"]["logRetentionDays"]["default"] == 30
+    assert main["parameters"]["dailyCapGb"]["default"] == 0
+    assert main["parameters"]["disableLocalAuth"]["default"] is False
+    monitoring = model(bicep, "infra/azure/modules/monitoring.bicep")["resources"]
+    workspace = config(monitoring["workspace"])["properties"]
+    assert workspace["retentionInDays"] == "retentionInDays"
+    assert "workspaceCapping" in workspace
+    insights = config(monitoring["appInsights"])["properties"]
+    assert insights["IngestionMode"] == "LogAnalytics"
+    assert insights["DisableLocalAuth"] == "disableLocalAuth"
+    assert "WorkspaceResourceId" in insights
+
+
+def test_the_web_app_runs_the_bot_safely(bicep: dict[str, Any]) -> None:
+    app = model(bicep, "infra/azure/modules/app.bicep")["resources"]
+    site = config(app["site"])
+    properties = site["properties"]
+    site_config = properties["siteConfig"]
+    assert properties["httpsOnly"] is True
+    assert site_config["linuxFxVersion"].startswith("PYTHON|")
+    assert site_config["appCommandLine"] == "python -m bot"
+    assert site_config["alwaysOn"] is True
+    assert site_config["ftpsState"] == "Disabled"
+    assert site_config["minTlsVersion"] == "1.2"
+    assert site_config["healthCheckPath"] == "/healthz"
+    assert '"/healthz"' in (ROOT / "bot" / "app.py").read_text(), "the health check path is not a route of the bot"
+    assert site["identity"]["type"] == "UserAssigned"
+    assert site["tags"]["function"]["parameters"]["arg_2"] == {"'azd-service-name'": "bot"}
+    assert config(app["plan"])["properties"]["reserved"] is True, "a Linux plan"
+    diagnostics = config(app["siteDiagnostics"])
+    assert diagnostics["properties"]["workspaceId"] == "workspaceId"
+    assert {log["category"] for log in diagnostics["properties"]["logs"]} >= {"AppServiceHTTPLogs"}
+
+
+def test_the_bot_registration_uses_the_managed_identity(bicep: dict[str, Any]) -> None:
+    bot = config(model(bicep, "infra/azure/modules/bot.bicep")["resources"]["bot"])
+    assert bot["properties"]["msaAppType"] == "UserAssignedMSI"
+    assert bot["properties"]["msaAppMSIResourceId"] == "identityId"
+    assert bot["properties"]["msaAppId"] == "identityClientId"
+    main = model(bicep, "infra/azure/main.bicep")
+    assert main["modules"]["bot"]["config"]["params"]["messagingEndpoint"].endswith("/api/messages")
+    everything = "\n".join(path.read_text() for path in bicep_files())
+    assert "MicrosoftAppPassword" not in everything
+    assert "listKeys" not in everything
+
+
+def test_alerts_follow_the_seed_and_notify_the_action_group(bicep: dict[str, Any]) -> None:
+    main = model(bicep, "infra/azure/main.bicep")["parameters"]
+    assert main["responseTimeThresholdMs"]["default"] == 2000, "seed: response time > 2 s"
+    assert main["cpuThresholdPercent"]["default"] == 80, "seed: CPU > 80 %"
+    alerts = model(bicep, "infra/azure/modules/alerts.bicep")["resources"]
+    criteria = {}
+    for name, resource in alerts.items():
+        body = config(resource)
+        if resource["type"] == "Microsoft.Insights/metricAlerts":
+            for criterion in body["properties"]["criteria"]["allOf"]:
+                criteria[criterion["metricName"]] = criterion
+        if resource["type"] in ("Microsoft.Insights/metricAlerts", "Microsoft.Insights/scheduledQueryRules"):
+            properties = body["properties"]
+            assert isinstance(properties["severity"], int), name
+            assert properties["autoMitigate"] is True, name
+            assert "actionGroup" in json.dumps(properties["actions"]), name
+    assert criteria["requests/duration"]["threshold"] == "responseTimeThresholdMs"
+    assert criteria["requests/duration"]["timeAggregation"] == "Average"
+    assert criteria["requests/failed"]["operator"] == "GreaterThan"
+    assert criteria["CpuPercentage"]["threshold"] == "cpuThresholdPercent"
+    assert criteria["CpuPercentage"]["metricNamespace"] == "Microsoft.Web/serverfarms"
+    group = config(alerts["actionGroup"])["properties"]
+    assert group["emailReceivers"][0]["emailAddress"] == "alertEmailAddress"
+    assert group["webhookReceivers"] == "webhookReceivers"
+
+
+def test_rbac_gives_operators_read_access_and_nothing_broader(bicep: dict[str, Any]) -> None:
+    roles = set()
+    for path in bicep_files():
+        roles |= {guid.lower() for guid in _GUID.findall(path.read_text())}
+    assert roles == {MONITORING_READER, LOG_ANALYTICS_READER, MONITORING_METRICS_PUBLISHER}
+    access = model(bicep, "infra/azure/modules/access.bicep")
+    operators = access["resources"]["operatorAssignments"]
+    assert operators["config"]["loop_type"]["detail"]["array_name"] == "operatorRoles"
+    assert access["variables"]["operatorRoles"]["value"]["operator"]["operands"]["false_value"] == [
+        "monitoringReaderRoleId",
+        "logAnalyticsReaderRoleId",
+    ]
+    body = config(operators)
+    assert "scope" not in body, "the operators' roles apply to the resource group"
+    assert body["properties"]["principalType"] == "Group"
+    publisher = config(access["resources"]["botPublisher"])
+    assert publisher["scope"] == "appInsights", "the bot may publish to its own Application Insights only"
+
+
+def test_outputs_carry_no_secret(bicep: dict[str, Any]) -> None:
+    secure_parameters = set()
+    for path in bicep["files"]:
+        parsed = model(bicep, path)
+        for name, parameter in parsed.get("parameters", {}).items():
+            if any(decorator["type"] == "secure" for decorator in parameter["decorators"]):
+                secure_parameters.add(name.lower())
+    assert {"alertwebhookurl", "telemetryhashkey"} <= secure_parameters
+    for path in bicep["files"]:
+        outputs = json.dumps(model(bicep, path).get("outputs", {})).lower()
+        for word in ("connectionstring", "instrumentationkey", "listkeys", "password", "secret", *secure_parameters):
+            assert word not in outputs, f"{path} outputs {word}"
+
+
+def test_the_workbook_mirrors_the_dashboard(bicep: dict[str, Any]) -> None:
+    document = json.loads(WORKBOOK.read_text())
+    assert document["version"] == "Notebook/1.0"
+    names = {item["name"] for item in document["items"]}
+    assert names >= WORKBOOK_PANELS
+    placeholder = document["fallbackResourceIds"][0]
+    assert placeholder in (AZURE / "modules" / "workbook.bicep").read_text()
+    for item in document["items"]:
+        if item["type"] == 3:
+            assert item["content"]["timeContextFromParameter"] == "TimeRange"
+            assert item["content"]["resourceType"] == "microsoft.insights/components"
+
+
+# ---- azd, parameters, container -----------------------------------------------------------------------------------
+
+
+def test_azure_yaml_provisions_this_template_and_deploys_the_bot(bicep: dict[str, Any]) -> None:
+    python = _require(CHECKOV_PYTHON, "the checkov environment (it has PyYAML)")
+    script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
+    azure_yaml = json.loads(_run([str(python), "-c", script, str(ROOT / "azure.yaml")]))
+    assert azure_yaml["infra"] == {"provider": "bicep", "path": "infra/azure", "module": "main"}
+    assert azure_yaml["services"] == {"bot": {"project": ".", "language": "py", "host": "appservice"}}
+    assert (ROOT / azure_yaml["infra"]["path"] / f"{azure_yaml['infra']['module']}.bicep").is_file()
+    main = model(bicep, "infra/azure/main.bicep")
+    assert main["globals"]["scope"]["value"] == "resourceGroup"
+
+
+def test_the_parameters_file_names_only_template_parameters(bicep: dict[str, Any]) -> None:
+    parameters = model(bicep, "infra/azure/main.bicep")["parameters"]
+    given = json.loads((AZURE / "main.parameters.json").read_text())["parameters"]
+    assert set(given) <= set(parameters)
+    required = {name for name, parameter in parameters.items() if parameter.get("default") is None}
+    # azd asks for the alert e-mail address and generates the hash key (@metadata azd generate): neither is in the file.
+    assert required == {"environmentName", "alertEmailAddress", "telemetryHashKey"}
+    assert not required & set(given) - {"environmentName"}
+    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+
+
+def test_the_dockerfile_runs_the_bot_as_a_non_root_user() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.1\d-slim$", text, re.MULTILINE)
+    assert re.search(r"^USER (?!root)\w+$", text, re.MULTILINE)
+    assert 'CMD ["python", "-m", "bot"]' in text
+    assert "HEALTHCHECK" in text
+    assert "/healthz" in text
+    assert "BOT_HOST=0.0.0.0" in text
+    copied = re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE)
+    for sources in copied:
+        for source in sources.split():
+            assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which does not exist"
+    ignore = (ROOT / ".dockerignore").read_text()
+    for sources in copied:
+        for source in sources.split():
+            assert f"!{source}" in ignore or f"!{source}/" in ignore, f".dockerignore leaves {source} out"
+
+
+def test_the_deployment_guide_covers_the_walkthrough() -> None:
+    guide = (ROOT / "docs" / "deploy-azure.md").read_text()
+    for needle in (
+        "azd up",
+        "az deployment group create",
+        "azd down",
+        "Teams",
+        "Web Chat",
+        "Emulator",
+        "pycep-parser",
+        "checkov",
+        "Kusto",
+        "customMetrics",
+        "customEvents",
+        "dependencies",
+    ):
+        assert needle in guide, f"docs/deploy-azure.md does not mention {needle}"
