@@ -150,7 +150,10 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(ACTIVITY_ID, "Id of the incoming activity; spans and events only"),
     Attribute(MESSAGE_TEXT, "Message text after redaction; only exported when BOT_LOG_PERSONAL_INFORMATION=true"),
     Attribute(ENDUSER_PSEUDO_ID, "Keyed hash of the user id on the turn span (Application Insights user_Id)"),
-    Attribute(ERROR_TYPE, "Exception class name, or the HTTP status code for failed requests"),
+    Attribute(
+        ERROR_TYPE,
+        "Exception class name, the HTTP status code of a failed request, or export_failed/exception on export counters",
+    ),
     Attribute(HTTP_METHOD, "HTTP request method"),
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
     Attribute(HTTP_STATUS, "HTTP response status code"),
@@ -253,6 +256,12 @@ PROCESS_CPU_UTILIZATION = Metric(
     "1",
     "CPU time used by the process since the last collection, divided by elapsed time and CPU count (0..1)",
 )
+PROCESS_CPU_TIME = Metric(
+    "process.cpu.time",
+    Instrument.COUNTER,
+    "s",
+    "CPU seconds used by the process (user + system); its rate is the number of cores kept busy",
+)
 PROCESS_MEMORY_USAGE = Metric(
     "process.memory.usage",
     Instrument.GAUGE,
@@ -316,6 +325,7 @@ METRICS: tuple[Metric, ...] = (
     CHANNEL_REPLY_DURATION,
     REQUESTS_REJECTED,
     PROCESS_CPU_UTILIZATION,
+    PROCESS_CPU_TIME,
     PROCESS_MEMORY_USAGE,
     EXPORTED_SPANS,
     EXPORTED_LOGS,

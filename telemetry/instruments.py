@@ -67,6 +67,9 @@ class ProcessStats:
             return []
         return [Observation(min(max((cpu - last_cpu) / elapsed / self._cpus, 0.0), 1.0))]
 
+    def cpu_time(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._cpu_seconds())]
+
     def memory_usage(self, _: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self._process.memory_info().rss)]
 
@@ -133,6 +136,12 @@ class Instruments:
             callbacks=[stats.cpu_utilization],
             unit=catalog.PROCESS_CPU_UTILIZATION.unit,
             description=catalog.PROCESS_CPU_UTILIZATION.description,
+        )
+        meter.create_observable_counter(
+            catalog.PROCESS_CPU_TIME.name,
+            callbacks=[stats.cpu_time],
+            unit=catalog.PROCESS_CPU_TIME.unit,
+            description=catalog.PROCESS_CPU_TIME.description,
         )
         meter.create_observable_gauge(
             catalog.PROCESS_MEMORY_USAGE.name,
