@@ -50,7 +50,13 @@ async def serve(settings: Settings, telemetry: Telemetry) -> None:
     runners = [web.AppRunner(create_app(settings, instrument(telemetry)), handle_signals=False)]
     sites = [(runners[0], settings.host, settings.port)]
     if settings.metrics_port:
-        runners.append(web.AppRunner(metrics_app(telemetry.prometheus_registry), handle_signals=False, access_log=None))
+        runners.append(
+            web.AppRunner(
+                metrics_app(telemetry.prometheus_registry, settings.metrics_bearer_token, settings.metrics_basic_auth),
+                handle_signals=False,
+                access_log=None,
+            )
+        )
         sites.append((runners[1], settings.metrics_host, settings.metrics_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -33,6 +33,7 @@ class BotRuntime:
     bot: ChatBot
     adapter: ChatAdapter
     faults: FaultInjection
+    turns_in_flight: int = 0
 
 
 RUNTIME = web.AppKey("runtime", BotRuntime)
@@ -49,6 +50,18 @@ async def messages(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     if request.method != "POST":
         return error_response(405, catalog.REJECT_METHOD, "use POST to send an Activity", {"Allow": "POST"})
+    if runtime.turns_in_flight >= runtime.settings.max_concurrent_turns:
+        # Refuse at once rather than queue without limit: the channel retries after Retry-After.
+        message = f"the bot is handling {runtime.turns_in_flight} requests, its limit; retry in a second"
+        return error_response(503, catalog.REJECT_OVERLOADED, message, {"Retry-After": "1"})
+    runtime.turns_in_flight += 1
+    try:
+        return await _messages(request, runtime)
+    finally:
+        runtime.turns_in_flight -= 1
+
+
+async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResponse:
     if request.content_type != "application/json":
         return error_response(
             415, catalog.REJECT_MEDIA_TYPE, f"Content-Type must be application/json, got {request.content_type!r}"

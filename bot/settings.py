@@ -26,6 +26,9 @@ class Settings:
     metrics_port: int = 8000
     reply_timeout_seconds: float = 15.0
     max_body_bytes: int = 256 * 1024
+    max_concurrent_turns: int = 256
+    metrics_bearer_token: str = field(default="", repr=False)
+    metrics_basic_auth: str = field(default="", repr=False)
     faults: FaultSettings = field(default_factory=FaultSettings)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
@@ -81,6 +84,9 @@ class Settings:
             metrics_port=parse_port(env, "BOT_METRICS_PORT", 8000),
             reply_timeout_seconds=parse_number(env, "BOT_REPLY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             max_body_bytes=int(parse_number(env, "BOT_MAX_BODY_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024)),
+            max_concurrent_turns=int(parse_number(env, "BOT_MAX_CONCURRENT_TURNS", 256, 1, 100_000)),
+            metrics_bearer_token=env.get("BOT_METRICS_BEARER_TOKEN", "").strip(),
+            metrics_basic_auth=_basic_auth(env),
             faults=FaultSettings(
                 error_ratio=parse_number(env, "BOT_FAULT_ERROR_RATIO", 0.0, 0.0, 1.0),
                 delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
@@ -88,6 +94,13 @@ class Settings:
             ),
             telemetry=TelemetryConfig.from_env(env),
         )
+
+
+def _basic_auth(env: Mapping[str, str]) -> str:
+    value = env.get("BOT_METRICS_BASIC_AUTH", "").strip()
+    if value and (":" not in value or not value.split(":", 1)[0] or not value.split(":", 1)[1]):
+        raise ConfigError("BOT_METRICS_BASIC_AUTH", "expected user:password")
+    return value
 
 
 __all__ = ["APP_TYPES", "ConfigError", "Settings"]

@@ -73,11 +73,13 @@ class BackgroundServer:
             raise RuntimeError(f"{self._name} is not running")
         asyncio.run_coroutine_threadsafe(callback(), self._loop).result(timeout)
 
-    def start(self, timeout: float = 10.0) -> Self:
+    def start(self, timeout: float = 10.0, port: int = 0) -> Self:
+        """Listen on `port` (0: any free port; a stopped server comes back on its old port with `port=...`)."""
         if self._thread is not None:
             raise RuntimeError(f"{self._name} is already running")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
         loop = asyncio.new_event_loop()
         started: Future[None] = Future()
         thread = threading.Thread(target=self._serve, args=(loop, sock, started), name=self._name, daemon=True)

@@ -126,6 +126,7 @@ REJECT_MEDIA_TYPE = "unsupported_media_type"
 REJECT_TOO_LARGE = "body_too_large"
 REJECT_UNAUTHORIZED = "unauthorized"
 REJECT_METHOD = "method_not_allowed"
+REJECT_OVERLOADED = "overloaded"
 REJECTIONS = (
     REJECT_INVALID_JSON,
     REJECT_NOT_AN_ACTIVITY,
@@ -133,6 +134,7 @@ REJECTIONS = (
     REJECT_TOO_LARGE,
     REJECT_UNAUTHORIZED,
     REJECT_METHOD,
+    REJECT_OVERLOADED,
 )
 
 ATTRIBUTES: tuple[Attribute, ...] = (

@@ -136,6 +136,7 @@ class TelemetryConfig:
     hash_key: bytes | None = None
     log_level: int = logging.INFO
     storage_directory: str | None = None
+    storage_retry_seconds: float = 10.0
     entra_client_id: str | None = None  # None: connection-string ingestion; "" or a client id: Entra ID tokens
 
     @classmethod
@@ -177,5 +178,6 @@ class TelemetryConfig:
             hash_key=hash_key.encode() if hash_key else None,
             log_level=level,
             storage_directory=env.get("BOT_TELEMETRY_STORAGE_DIRECTORY", "").strip() or None,
+            storage_retry_seconds=parse_number(env, "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS", 10.0, 1.0, 3600.0),
             entra_client_id=parse_authentication_string(authentication) if authentication else None,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
+
 from aiohttp import web
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import MetricsData
@@ -24,10 +27,24 @@ class PrometheusReader(PrometheusMetricReader):
         self._collector.add_metrics_data(metrics_data)
 
 
-def metrics_app(registry: CollectorRegistry) -> web.Application:
-    """`GET /metrics` (the seed's scrape target, port 8000 by default)."""
+def metrics_app(registry: CollectorRegistry, bearer_token: str = "", basic_auth: str = "") -> web.Application:
+    """`GET /metrics` (the seed's scrape target, port 8000 by default).
 
-    async def metrics(_: web.Request) -> web.Response:
+    With `bearer_token` or `basic_auth` ("user:password") set, a scrape must present one of them (Prometheus:
+    `authorization: {credentials: ...}` or `basic_auth:` in the scrape job); for endpoints reachable beyond
+    localhost."""
+    accepted = set()
+    if bearer_token:
+        accepted.add(f"Bearer {bearer_token}")
+    if basic_auth:
+        accepted.add("Basic " + base64.b64encode(basic_auth.encode()).decode())
+
+    async def metrics(request: web.Request) -> web.Response:
+        if accepted:
+            presented = request.headers.get("Authorization", "")
+            if not any(hmac.compare_digest(presented.encode(), allowed.encode()) for allowed in accepted):
+                challenge = 'Basic realm="metrics"' if basic_auth else "Bearer"
+                return web.Response(status=401, text="credentials required\n", headers={"WWW-Authenticate": challenge})
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

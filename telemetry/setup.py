@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -86,6 +87,16 @@ def histogram_views() -> list[View]:
         for metric in catalog.METRICS
         if metric.instrument is catalog.Instrument.HISTOGRAM
     ]
+
+
+def storage_directories(config: TelemetryConfig) -> dict[str, str]:
+    """One folder per signal: exporters sharing a folder trip over each other's files (lost or doubled batches).
+
+    Without BOT_TELEMETRY_STORAGE_DIRECTORY: a folder per user and service under the system's temporary folder."""
+    base = config.storage_directory or os.path.join(
+        tempfile.gettempdir(), f"otel-chatbot-{os.getuid() if hasattr(os, 'getuid') else 0}", config.service_name
+    )
+    return {signal: os.path.join(base, signal) for signal in ("traces", "logs", "metrics")}
 
 
 @dataclass
@@ -170,9 +181,14 @@ def configure(
             AzureMonitorTraceExporter,
         )
 
-        options: dict[str, object] = {"connection_string": config.connection_string}
-        if config.storage_directory:
-            options["storage_directory"] = config.storage_directory
+        options: dict[str, object] = {
+            "connection_string": config.connection_string,
+            # Batches that fail (5xx, 429, connection refused) go to disk at once instead of being retried in the
+            # export thread with back-off; stored batches are resent after the next successful export, each file
+            # at most once per interval (the SDK's default is 60 s).
+            "retry_total": 0,
+            "storage_min_retry_interval": int(config.storage_retry_seconds),
+        }
         if config.entra_client_id is not None:
             # Ingestion with Microsoft Entra ID tokens of the managed identity (local auth may then be disabled).
             from azure.identity import ManagedIdentityCredential
@@ -180,10 +196,16 @@ def configure(
             options["credential"] = ManagedIdentityCredential(client_id=config.entra_client_id or None)
         # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
         name = catalog.EXPORTER_AZURE_MONITOR
-        trace_exporter = AzureMonitorTraceExporter(tracer_provider=tracer_provider, **options)
+        storage = storage_directories(config)
+        trace_exporter = AzureMonitorTraceExporter(
+            tracer_provider=tracer_provider, storage_directory=storage["traces"], **options
+        )
         span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
-        log_exporters.append(CountingLogExporter(AzureMonitorLogExporter(**options), name, counters))
-        metric_exporter = CountingMetricExporter(AzureMonitorMetricExporter(**options), name, counters)
+        azure_logs = AzureMonitorLogExporter(storage_directory=storage["logs"], **options)
+        log_exporters.append(CountingLogExporter(azure_logs, name, counters))
+        metric_exporter = CountingMetricExporter(
+            AzureMonitorMetricExporter(storage_directory=storage["metrics"], **options), name, counters
+        )
         readers.append(PeriodicExportingMetricReader(metric_exporter))
     if config.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter

@@ -1,0 +1,187 @@
+"""Nothing is lost when Application Insights fails, overload is refused quickly, metrics stay bounded and guarded."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from telemetry import catalog
+from tests.support.botserver import RunningBot, running_bot
+from tests.support.channel import ChannelStandIn
+from tests.support.emulator import EmulatorClient
+from tests.support.ingestion import IngestionStandIn
+from tests.support.polling import wait_until_async
+
+FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200"}
+
+
+@pytest.fixture
+def fast_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAST_EXPORT.items():
+        monkeypatch.setenv(name, value)
+
+
+async def _turns(bot: RunningBot, count: int, channel_id: str = "directline") -> None:
+    async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9", channel_id=channel_id) as emulator:
+        for _ in range(count):
+            assert (await emulator.expect_replies("what can you do?")).status == 200
+
+
+def _requests(ingestion: IngestionStandIn) -> int:
+    return len(ingestion.of_type("RequestData"))
+
+
+async def _until_all_delivered(bot: RunningBot, ingestion: IngestionStandIn, driven: int) -> int:
+    """Stored batches are resent after a later export succeeds, so keep a trickle of turns going (as real traffic
+    would) until every turn's Request arrived. Returns the number of turns driven in all."""
+
+    async def delivered() -> bool:
+        nonlocal driven
+        await _turns(bot, 1)
+        driven += 1
+        bot.flush()
+        return _requests(ingestion) >= driven
+
+    await wait_until_async(delivered, timeout=40, interval=0.5, message="every Request delivered")
+    return driven
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [(500, None), (503, None), (429, None), (429, 1.0), (None, None)],
+    ids=["500", "503", "429", "429-retry-after", "down"],
+)
+async def test_every_request_is_delivered_after_an_ingestion_outage(
+    ingestion: IngestionStandIn,
+    azure_sdk_offline: None,
+    fast_export: None,
+    tmp_path: Path,
+    status: int | None,
+    retry_after: float | None,
+) -> None:
+    env = {"BOT_TELEMETRY_RETRY_INTERVAL_SECONDS": "1"}
+    async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path) as bot:
+        await _turns(bot, 5)
+        bot.flush()
+        await ingestion.wait_for_async(lambda _: _requests(ingestion) == 5)
+        port = ingestion.port
+        if status is None:
+            ingestion.stop()  # the endpoint is gone: connections are refused
+        else:
+            ingestion.fail_with(status, retry_after)
+        await _turns(bot, 20)  # the bot keeps serving during the outage
+        bot.flush()
+        assert _requests(ingestion) == 5 if status is not None else True
+        if status is None:
+            ingestion.start(port=port)
+        else:
+            ingestion.recover()
+        driven = await _until_all_delivered(bot, ingestion, 25)
+        assert _requests(ingestion) == driven
+        assert await bot.total("bot_turns_total") == driven
+
+
+async def test_telemetry_left_on_disk_by_a_stopped_process_is_sent_by_the_next(
+    ingestion: IngestionStandIn, azure_sdk_offline: None, fast_export: None, tmp_path: Path
+) -> None:
+    env = {"BOT_TELEMETRY_RETRY_INTERVAL_SECONDS": "1"}
+    ingestion.fail_with(503)
+    async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path) as first:
+        await _turns(first, 10)
+    assert _requests(ingestion) == 0  # the first process stopped with everything on disk
+    ingestion.recover()
+    async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path) as second:
+        driven = await _until_all_delivered(second, ingestion, 10)
+    assert _requests(ingestion) == driven
+
+
+@pytest.fixture
+async def small_bot(azure_sdk_offline: None) -> AsyncIterator[RunningBot]:
+    async with running_bot({"BOT_MAX_CONCURRENT_TURNS": "2", "BOT_REPLY_TIMEOUT_SECONDS": "30"}) as bot:
+        yield bot
+
+
+async def test_beyond_its_concurrency_limit_the_bot_answers_503_with_retry_after(
+    small_bot: RunningBot, channel: ChannelStandIn
+) -> None:
+    stuck = EmulatorClient(small_bot.messages_url, channel.service_url, channel_id="directline")
+    channel.hang(stuck.conversation_id)
+    held = [asyncio.ensure_future(stuck.send("help")) for _ in range(2)]
+    await wait_until_async(lambda: channel.held(stuck.conversation_id) == 2, message="2 turns waiting on the channel")
+    async with aiohttp.ClientSession() as session:
+        activity = stuck.activity("message", "help", deliveryMode="expectReplies")
+        async with session.post(small_bot.messages_url, json=activity) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"]["code"] == catalog.REJECT_OVERLOADED
+    channel.recover(stuck.conversation_id)
+    assert [result.status for result in await asyncio.gather(*held)] == [201, 201]
+    await stuck.close()
+    await _turns(small_bot, 1)  # capacity is back
+    assert await small_bot.total("bot_requests_rejected_total", bot_request_rejection="overloaded") == 1
+
+
+async def test_a_flood_of_new_conversations_and_users_adds_no_series(azure_sdk_offline: None) -> None:
+    async with running_bot() as bot:
+        await _turns(bot, 3, channel_id="emulator")
+        before = (await bot.scrape()).count("\n")
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                emulator = EmulatorClient(
+                    bot.messages_url, "http://127.0.0.1:9", conversation_id=str(uuid.uuid4()), session=session
+                )
+                assert (await emulator.expect_replies("what can you do?")).status == 200
+        exposition = await bot.scrape()
+        assert exposition.count("\n") == before
+        assert await bot.total("bot_turns_total") == 303
+        assert await bot.total("bot_conversations_active") == 301
+
+
+@pytest.mark.parametrize(
+    ("env", "good", "bad"),
+    [
+        ({"BOT_METRICS_BEARER_TOKEN": "s3cret"}, "Bearer s3cret", "Bearer wrong"),
+        (
+            {"BOT_METRICS_BASIC_AUTH": "prometheus:pa55"},
+            "Basic " + base64.b64encode(b"prometheus:pa55").decode(),
+            "Basic " + base64.b64encode(b"prometheus:nope").decode(),
+        ),
+    ],
+    ids=["bearer", "basic"],
+)
+async def test_the_metrics_endpoint_can_require_credentials(
+    azure_sdk_offline: None, env: dict[str, str], good: str, bad: str
+) -> None:
+    from aiohttp import web
+
+    from bot.settings import Settings
+    from telemetry.config import TelemetryConfig
+    from telemetry.prometheus import metrics_app
+    from telemetry.setup import configure
+
+    settings = Settings.from_env({"BOT_TELEMETRY_HASH_KEY": "k", **env})
+    telemetry = configure(TelemetryConfig(), console=False)
+    runner = web.AppRunner(
+        metrics_app(telemetry.prometheus_registry, settings.metrics_bearer_token, settings.metrics_basic_auth)
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for header, status in ((None, 401), (bad, 401), (good, 200)):
+                headers = {"Authorization": header} if header else {}
+                async with session.get(url, headers=headers) as response:
+                    assert response.status == status, header
+                    if status == 200:
+                        assert "target_info" in await response.text()
+    finally:
+        await runner.cleanup()
+        telemetry.shutdown()
