@@ -93,9 +93,9 @@ def _axes(title: str, ylabel: str) -> tuple[Figure, Axes]:
 
 def _throughput(history: History, path: Path, target: float) -> Path:
     figure, axes = _axes("Throughput", "per second")
-    axes.plot(history.seconds, history.turns_per_s, label="turns/s (POST /api/messages)", color="tab:blue")
     if any(history.replies_per_s):
-        axes.plot(history.seconds, history.replies_per_s, label="replies/s (channel)", color="tab:green", alpha=0.7)
+        axes.plot(history.seconds, history.replies_per_s, label="replies/s", color="tab:green", linewidth=4, alpha=0.35)
+    axes.plot(history.seconds, history.turns_per_s, label="turns/s (POST /api/messages)", color="tab:blue")
     axes.axhline(target, color="tab:blue", linestyle="--", linewidth=1, label=f"target {target:g} turns/s")
     axes.set_ylim(bottom=0)
     users = axes.twinx()
@@ -115,10 +115,15 @@ def _latency(history: History, path: Path, objective: float | None) -> Path:
         ("p99", history.p99_s, "tab:red"),
     ):
         axes.plot(history.seconds, [float("nan") if v is None else v for v in series], label=label, color=color)
-    if objective is not None:
+    highest = max((v for v in history.p99_s if v is not None), default=0.0)
+    top = max(highest * 1.25, 0.01)
+    if objective is not None and objective <= top * 2:
         axes.axhline(objective, color="tab:orange", linestyle="--", linewidth=1, label=f"p95 objective {objective:g} s")
-    axes.set_ylim(bottom=0)
-    axes.legend(loc="upper left")
+        top = max(top, objective * 1.1)
+    elif objective is not None:
+        axes.plot([], [], " ", label=f"p95 objective {objective:g} s (far above)")
+    axes.set_ylim(bottom=0, top=top)
+    figure.legend(loc="outside lower center", ncols=5)
     figure.savefig(path, dpi=100)
     return path
 
@@ -139,4 +144,4 @@ def _errors(history: History, path: Path) -> Path:
 def _legend(first: Axes, second: Axes) -> None:
     handles, labels = first.get_legend_handles_labels()
     more_handles, more_labels = second.get_legend_handles_labels()
-    first.legend(handles + more_handles, labels + more_labels, loc="upper left")
+    first.figure.legend(handles + more_handles, labels + more_labels, loc="outside lower center", ncols=5)

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -107,8 +108,24 @@ def bot_environment(
     return env
 
 
-def start_bot(results_dir: Path, connection_string: str, project_root: Path) -> LocalBot:
-    """Start the bot and wait until it answers /healthz; raises RuntimeError with its log if it does not."""
+def start_bot(results_dir: Path, connection_string: str, project_root: Path, attempts: int = 3) -> LocalBot:
+    """Start the bot and wait until it answers /healthz; raises RuntimeError with its log if it does not.
+
+    A free port can be taken by another process between choosing it and the bot binding it; then it tries again."""
+    for attempt in range(1, attempts + 1):
+        bot = _launch(results_dir, connection_string, project_root)
+        try:
+            wait_until(partial(_ready, bot), timeout=START_TIMEOUT_SECONDS, interval=0.1, message="the bot's /healthz")
+            return bot
+        except AssertionError as error:
+            bot.stop(timeout=5)
+            log = bot.log_tail()
+            if attempt == attempts or "address already in use" not in log.lower():
+                raise RuntimeError(f"the bot did not start: {error}\n{log}") from None
+    raise AssertionError("unreachable")
+
+
+def _launch(results_dir: Path, connection_string: str, project_root: Path) -> LocalBot:
     port, metrics_port = free_port(), free_port()
     env = bot_environment(os.environ, port, metrics_port, connection_string, results_dir / "bot-telemetry-storage")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_root), os.environ.get("PYTHONPATH")]))
@@ -117,13 +134,7 @@ def start_bot(results_dir: Path, connection_string: str, project_root: Path) -> 
     process = subprocess.Popen(
         [sys.executable, "-m", "bot"], cwd=results_dir, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    bot = LocalBot(process, port, metrics_port, log_path, log)
-    try:
-        wait_until(lambda: _ready(bot), timeout=START_TIMEOUT_SECONDS, interval=0.1, message="the bot's /healthz")
-    except AssertionError as error:
-        bot.stop(timeout=5)
-        raise RuntimeError(f"the bot did not start: {error}\n{bot.log_tail()}") from None
-    return bot
+    return LocalBot(process, port, metrics_port, log_path, log)
 
 
 def _ready(bot: LocalBot) -> bool:

@@ -14,7 +14,7 @@ import json
 import os
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class RunState:
     turns: int = 0
     failed: int = 0
     recent_replies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    requests: Counter[str] = field(default_factory=Counter)  # request events by type, as Locust counts them
     progress: Any = None
 
     def record(self, turn: TurnRecord) -> None:
@@ -103,6 +104,8 @@ def state() -> RunState:
 def _init(environment: Environment, **_: Any) -> None:
     global _state
     options = environment.parsed_options
+    if options is None:
+        raise RuntimeError("run this locustfile with the locust command (it reads its options)")
     shape = get_shape(options.shape).scaled(options.shape_users or None, options.shape_duration or None)
     results_dir = Path(options.results_dir) if options.results_dir else None
     run = RunState(
@@ -111,7 +114,7 @@ def _init(environment: Environment, **_: Any) -> None:
         channel_id=options.channel_id,
         messages_path=options.messages_path,
         run_limit=options.run_limit or None,
-        token=os.environ.get(TOKEN_VARIABLE, "").strip(),
+        token=os.environ.get(TOKEN_VARIABLE, "").strip().removeprefix("Bearer ").strip(),
         results_dir=results_dir,
     )
     if results_dir is not None:
@@ -127,6 +130,11 @@ def _test_start(environment: Environment, **_: Any) -> None:
     run = state()
     run.started = time.time()
     run.progress = gevent.spawn(_report_progress, environment, run)
+
+
+@events.request.add_listener
+def _count_request(request_type: str, **_: Any) -> None:
+    state().requests[request_type] += 1
 
 
 @events.test_stopping.add_listener
@@ -162,6 +170,7 @@ def _run_summary(run: RunState) -> dict[str, Any]:
         "failed": run.failed,
         "replies_received": run.board.received,
         "replies_unmatched": run.board.unmatched,
+        "locust_requests": dict(run.requests),
     }
 
 
@@ -242,6 +251,9 @@ class ChatUser(FastHttpUser):
 
     def turn(self, name: str, activity: Activity) -> None:
         """POST one activity and, on the channel transport, wait for the bot's reply; record the turn either way."""
+        # Locust kills a user it finds thinking; if the think time ended at that very moment, the kill is already
+        # queued. Yielding once takes it here, before the turn starts, rather than halfway through the POST.
+        gevent.sleep(0)
         run = state()
         trace_id, traceparent = new_traceparent()
         headers = {"traceparent": traceparent}

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from loadtest.charts import History
 from loadtest.reconcile import Reconciliation
+from loadtest.shapes import Shape
 from loadtest.slo import Check
-from loadtest.turnlog import TurnRecord, TurnSummary
+from loadtest.turnlog import TurnRecord, TurnSummary, percentile
 from telemetry import catalog
 
 KQL_TURN = 'union requests, dependencies, traces, exceptions | where operation_Id == "<trace id>"'
@@ -50,30 +50,43 @@ class Verdict:
         return self.completed and reconciled and all(check.ok for check in self.checks)
 
 
-def find_knee(history: History, p95_objective_s: float | None, settle_s: int = 3) -> Knee | None:
-    """Where throughput stops growing with users: the last user level before an added user brought less than half
-    the throughput the first level's users did each, or before p95 passed the objective. None: no knee reached."""
-    levels: dict[int, tuple[list[float], list[float]]] = {}
-    previous_users, since = -1, 0
-    for users, rate, p95 in zip(history.users, history.turns_per_s, history.p95_s, strict=True):
-        since = since + 1 if users == previous_users else 0
-        previous_users = users
-        if users and since >= settle_s:  # Locust's rates lag a change of users by a few seconds
-            rates, p95s = levels.setdefault(users, ([], []))
-            rates.append(rate)
-            if p95 is not None:
-                p95s.append(p95)
-    points = [(users, sum(rates) / len(rates), max(p95s, default=None)) for users, (rates, p95s) in levels.items()]
-    points.sort()
-    if len(points) < 2 or points[0][1] <= 0:
-        return None
-    per_user = points[0][1] / points[0][0]
-    for (users, rate, p95), (next_users, next_rate, next_p95) in pairwise(points):
-        gain = (next_rate - rate) / (next_users - users)
-        if gain < per_user / 2:
-            return Knee(users, rate, p95, f"going to {next_users} users added only {next_rate - rate:+.1f} turns/s")
-        if p95_objective_s is not None and next_p95 is not None and next_p95 >= p95_objective_s:
-            return Knee(users, rate, p95, f"at {next_users} users reply p95 reached {next_p95:.2f} s")
+@dataclass(frozen=True)
+class Level:
+    users: int
+    turns_per_second: float
+    p95_s: float | None
+
+
+def shape_levels(records: list[TurnRecord], shape: Shape, started: float, settle_s: float = 3.0) -> list[Level]:
+    """Throughput and reply p95 at each stage of the shape, from the turns started while it held (after the users
+    had `settle_s` to get going)."""
+    levels, begin = [], 0.0
+    for stage in shape.stages:
+        low, high = begin + settle_s, stage.until
+        begin = stage.until
+        held = [r for r in records if low <= r.started - started < high]
+        if high > low and held:
+            replies = [r.reply_ms / 1000 for r in held if r.reply_ms is not None]
+            levels.append(Level(stage.users, len(held) / (high - low), percentile(replies, 0.95)))
+    return levels
+
+
+def find_knee(levels: list[Level], p95_objective_s: float | None) -> Knee | None:
+    """The fewest users from which more users add no throughput: a level within 10 % of the plateau (the median of
+    the better half of the levels) after which the median level adds less than 10 %. Medians keep one bursty level
+    from moving the knee. None when throughput still grows at the end of the ramp."""
+    points = sorted(levels, key=lambda level: level.users)
+    rates = [level.turns_per_second for level in points]
+    plateau = statistics.median(sorted(rates)[len(rates) // 2 :]) if rates else 0.0
+    for index, level in enumerate(points):
+        later = rates[index + 1 :]
+        near_plateau = level.turns_per_second >= 0.9 * plateau
+        if len(later) >= 2 and near_plateau and statistics.median(later) <= 1.1 * level.turns_per_second:
+            reason = f"more users add no throughput (plateau {plateau:.1f} turns/s)"
+            over = next((p for p in points if p95_objective_s and (p.p95_s or 0) >= p95_objective_s), None)
+            if over is not None:
+                reason += f"; reply p95 first reached {p95_objective_s:g} s at {over.users} users"
+            return Knee(level.users, level.turns_per_second, level.p95_s, reason)
     return None
 
 
@@ -102,7 +115,10 @@ def render(verdict: Verdict, files: list[str]) -> str:
     ]
     if verdict.knee is not None:
         k = verdict.knee
-        lines += ["", f"Knee: ~{k.users} users, {k.turns_per_second:.1f} turns/s, p95 {_seconds(k.p95_s)} ({k.reason})"]
+        lines += [
+            "",
+            f"Knee: ~{k.users} users, {k.turns_per_second:.1f} turns/s, p95 {_seconds(k.p95_s)}: {k.reason}",
+        ]
     elif verdict.shape == "ramp":
         lines += ["", "Knee: not reached; throughput still grew with users at the ramp's peak (raise --users)"]
     if not verdict.completed:
