@@ -47,7 +47,10 @@ def banner(settings: Settings, telemetry: Telemetry) -> str:
 
 
 async def serve(settings: Settings, telemetry: Telemetry) -> None:
-    runners = [web.AppRunner(create_app(settings, instrument(telemetry)), handle_signals=False)]
+    # On SIGTERM the listener closes at once and turns in flight get up to the shutdown timeout to finish;
+    # telemetry is flushed after that (main).
+    bot_app = create_app(settings, instrument(telemetry))
+    runners = [web.AppRunner(bot_app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_seconds)]
     sites = [(runners[0], settings.host, settings.port)]
     if settings.metrics_port:
         runners.append(

@@ -272,3 +272,57 @@ async def test_a_dotenv_file_in_the_working_directory_is_read_and_the_real_envir
         assert banner[0].startswith("from-dotenv"), banner
         assert f"http://localhost:{port}/api/messages" in "\n".join(banner)
         assert await bot.terminate() == 0, bot.describe()
+
+
+async def test_sigterm_lets_turns_in_flight_finish_and_loses_no_telemetry(
+    tmp_path: Path, ingestion: IngestionStandIn
+) -> None:
+    port, metrics_port = free_ports(2)
+    env = child_environment(
+        {
+            "PORT": str(port),
+            "BOT_METRICS_PORT": str(metrics_port),
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
+            "BOT_TELEMETRY_STORAGE_DIRECTORY": str(tmp_path / "ai-storage"),
+            # Every message turn takes a second, so turns are still running when SIGTERM arrives.
+            "BOT_FAULT_DELAY_RATIO": "1",
+            "BOT_FAULT_DELAY_SECONDS": "1",
+        }
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    async with bot_process(cwd, env) as bot:
+        await bot.banner()
+        url = f"http://127.0.0.1:{port}/api/messages"
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            users = [EmulatorClient(url, UNUSED_SERVICE_URL, session=session) for _ in range(6)]
+            assert (await users[0].expect_replies("help")).status == 200
+            assert await turns_total(session, metrics_url) == 1  # answered and scraped before SIGTERM
+            in_flight = [asyncio.ensure_future(user.expect_replies("help")) for user in users[1:]]
+
+            async def all_received() -> bool:
+                return await received_total(session, metrics_url) == 6
+
+            await wait_until_async(all_received, timeout=REQUEST_TIMEOUT, message="5 turns in flight")
+            bot.process.send_signal(signal.SIGTERM)
+            answers = await asyncio.gather(*in_flight)
+        assert [answer.status for answer in answers] == [200] * 5
+        assert all(message_texts(answer.body) for answer in answers)
+        assert await bot.finish() == 0, bot.describe()
+
+    requests = ingestion.of_type("RequestData")
+    assert len(requests) == 6
+    assert {r["data"]["baseData"]["responseCode"] for r in requests} == {"200"}
+
+
+async def received_total(session: aiohttp.ClientSession, metrics_url: str) -> float:
+    async with session.get(metrics_url) as response:
+        text = await response.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bot_messages_received_total"
+    )
