@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlsplit
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClient, Storage, UserState
+from botbuilder.schema import Activity
 
 from bot import compat
 from bot.adapter import ChatAdapter
@@ -82,6 +84,7 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
         return error_response(400, catalog.REJECT_INVALID_JSON, message)
     try:
         activity = compat.parse_activity(body)
+        require_routing_fields(activity)
     except ValueError as error:
         return error_response(400, catalog.REJECT_NOT_AN_ACTIVITY, str(error))
     adapter = runtime.adapter
@@ -95,6 +98,26 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
     if invoke_response:
         return web.json_response(compat.invoke_response_body(invoke_response), status=invoke_response.status)
     return web.Response(status=201)
+
+
+def require_routing_fields(activity: Activity) -> None:
+    """Every channel sends these; without them botbuilder fails mid-turn, and without a serviceUrl it would send
+    the replies to a public Bot Framework host."""
+    missing = [
+        name
+        for name, value in (
+            ("channelId", activity.channel_id),
+            ("serviceUrl", activity.service_url),
+            ("conversation.id", activity.conversation and activity.conversation.id),
+            ("from.id", activity.from_property and activity.from_property.id),
+            ("recipient.id", activity.recipient and activity.recipient.id),
+        )
+        if not value
+    ]
+    if missing:
+        raise ValueError(f"the Activity lacks {', '.join(missing)}")
+    if urlsplit(activity.service_url).scheme not in ("http", "https"):
+        raise ValueError("the Activity's serviceUrl is not an http(s) URL")
 
 
 async def healthz(_: web.Request) -> web.Response:
