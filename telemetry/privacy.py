@@ -53,6 +53,7 @@ def _luhn_ok(digits: str) -> bool:
 
 
 # UUIDs are identifiers of machines and activities, not people; matched first so no digit run inside is redacted.
+_ISO_DATE = r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\b"  # timestamps, not phone numbers
 _UUID = r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b"
 _EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 _IBAN = r"\b[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]){11,30}\b"
@@ -68,6 +69,7 @@ _PATTERN = re.compile(
         f"(?P<{name}>{pattern})"
         for name, pattern in (
             ("uuid", _UUID),
+            ("date", _ISO_DATE),
             ("email", _EMAIL),
             ("ipv6", _IPV6),
             ("ipv4", _IPV4),
@@ -84,7 +86,7 @@ _MAY_CONTAIN = re.compile(r"[\d@:]")
 def _replace(match: re.Match[str]) -> str:
     kind = match.lastgroup
     text = match.group()
-    if kind == "uuid":
+    if kind in ("uuid", "date"):
         return text
     if kind == "ipv6":
         try:
@@ -116,7 +118,23 @@ def redact(text: str) -> str:
 
 
 # Infrastructure attributes whose values are addresses of our own services, not of people.
-_NOT_PERSONAL = frozenset({"server.address", "server.port", "url.full", "url.scheme", "http.route", "url.path"})
+_NOT_PERSONAL = frozenset(
+    {
+        "server.address",
+        "server.port",
+        "url.full",
+        "url.scheme",
+        "http.route",
+        "url.path",
+        # Already pseudonymised: a keyed hash can look like an IBAN or a card number to the patterns.
+        "bot.conversation.hash",
+        "bot.user.hash",
+        "enduser.pseudo.id",
+        "conversationId",
+        "fromId",
+        "recipientId",
+    }
+)
 
 
 def _redact_value(value: Any) -> Any:
