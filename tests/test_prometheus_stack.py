@@ -138,11 +138,11 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
             assert up["metric"]["environment"] == "test"
             assert up["value"][1] == "1"
             for record in records:
-                await wait_until_async(partial(_has_data, prometheus, record), timeout=30, message=record)
+                await wait_until_async(partial(_has_data, prometheus, record), timeout=60, message=record)
             for title, promql in _panel_queries():
                 query = _substitute(promql)
                 await wait_until_async(
-                    partial(_has_data, prometheus, query), timeout=30, message=f"panel {title!r}: {query}"
+                    partial(_has_data, prometheus, query), timeout=60, message=f"panel {title!r}: {query}"
                 )
     assert len(records) >= 15
 
