@@ -19,7 +19,7 @@ log = logging.getLogger("bot.adapter")
 ERROR_MESSAGE = "Sorry, something went wrong on my side. Please try again in a moment."
 
 
-class ChatAdapter(compat.AsyncChannelReplies, CloudAdapter):
+class ChatAdapter(compat.AsyncChannelReplies, compat.FastTurnResults, CloudAdapter):
     def __init__(
         self,
         settings: Settings,
@@ -28,7 +28,10 @@ class ChatAdapter(compat.AsyncChannelReplies, CloudAdapter):
         middleware: list[Middleware] | None = None,
     ) -> None:
         compat.patch_msrest_retry_policy()
-        super().__init__(ConfigurationBotFrameworkAuthentication(settings.botbuilder_configuration()))
+        compat.patch_bot_state_fingerprint()
+        compat.patch_openid_metadata_fetch()
+        authentication = ConfigurationBotFrameworkAuthentication(settings.botbuilder_configuration())
+        super().__init__(compat.CachingBotFrameworkAuthentication(authentication))
         self.channel_session = channel_session
         self.reply_timeout = aiohttp.ClientTimeout(total=settings.reply_timeout_seconds)
         self._conversation_state = conversation_state

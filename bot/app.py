@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlsplit
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web

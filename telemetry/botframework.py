@@ -98,42 +98,42 @@ class TurnTelemetryMiddleware(Middleware):
         channel = _channel(activity)
         activity_type = _activity_type(activity)
         conversation = self._hash(activity.conversation.id if activity.conversation else None)
-        user = self._hash(activity.from_property.id if activity.from_property else None)
         record = TurnRecord(channel=channel, span=span)
         token = _current_turn.set(record)
         context.on_send_activities(self._on_send)
         start = time.perf_counter()
         outcome = catalog.OUTCOME_SUCCESS
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    catalog.CHANNEL: channel,
-                    catalog.ACTIVITY_TYPE: activity_type,
-                    catalog.LOCALE: activity.locale or "",
-                    catalog.CONVERSATION_HASH: conversation,
-                    catalog.USER_HASH: user,
-                    catalog.ENDUSER_PSEUDO_ID: user,
-                    catalog.ACTIVITY_ID: activity.id or "",
-                }
-            )
+        # Events and the turn's log line describe a traced turn and go where its trace goes: with traces sampled
+        # (OTEL_TRACES_SAMPLER) they are kept for the sampled turns only. Metrics count every turn.
+        traced = span.is_recording()
+        if traced:
+            user = self._hash(activity.from_property.id if activity.from_property else None)
+            attributes = {
+                catalog.CHANNEL: channel,
+                catalog.ACTIVITY_TYPE: activity_type,
+                catalog.LOCALE: activity.locale or "",
+                catalog.CONVERSATION_HASH: conversation,
+                catalog.USER_HASH: user,
+                catalog.ENDUSER_PSEUDO_ID: user,
+                catalog.ACTIVITY_ID: activity.id or "",
+            }
+            received = {
+                "channelId": channel,
+                "activityId": activity.id or "",
+                "activityType": activity_type,
+                "conversationId": conversation,
+                "fromId": user,
+                "locale": activity.locale or "",
+            }
             if self._text and activity.text:
-                span.set_attribute(catalog.MESSAGE_TEXT, redact(activity.text))
+                attributes[catalog.MESSAGE_TEXT] = received["text"] = redact(activity.text)
+                log.info("UserMessage: %s", received["text"])
+            span.set_attributes(attributes)
+            self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
         if conversation:
             self._instruments.active_conversations.touch(conversation)
         if activity_type == ActivityTypes.message:
             self._instruments.messages_received.add(1, {catalog.CHANNEL: channel})
-        received = {
-            "channelId": channel,
-            "activityId": activity.id or "",
-            "activityType": activity_type,
-            "conversationId": conversation,
-            "fromId": user,
-            "locale": activity.locale or "",
-        }
-        if self._text and activity.text:
-            received["text"] = redact(activity.text)
-            log.info("UserMessage: %s", received["text"])
-        self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
         try:
             await logic()
         except Exception as error:
@@ -149,7 +149,6 @@ class TurnTelemetryMiddleware(Middleware):
             intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
             if intent not in catalog.INTENTS:
                 intent = catalog.INTENT_NONE
-            dialog_id = record.dialog_id or context.turn_state.get(catalog.TURN_STATE_DIALOG)
             labels = {
                 catalog.CHANNEL: channel,
                 catalog.ACTIVITY_TYPE: activity_type,
@@ -158,19 +157,23 @@ class TurnTelemetryMiddleware(Middleware):
             }
             self._instruments.turns.add(1, labels)
             self._instruments.turn_duration.record(elapsed, labels)
-            span.set_attribute(catalog.INTENT, intent)
-            span.set_attribute(catalog.OUTCOME, outcome)
-            if dialog_id:
-                span.set_attribute(catalog.DIALOG_ID, str(dialog_id))
-            log.info(
-                "turn %s on %s: intent=%s outcome=%s replies=%d in %.1f ms",
-                activity_type,
-                channel,
-                intent,
-                outcome,
-                record.replies,
-                elapsed * 1000,
-            )
+            if traced:
+                ending: dict[str, str | int] = {catalog.INTENT: intent, catalog.OUTCOME: outcome}
+                dialog_id = record.dialog_id or context.turn_state.get(catalog.TURN_STATE_DIALOG)
+                if dialog_id:
+                    ending[catalog.DIALOG_ID] = str(dialog_id)
+                if record.replies:
+                    ending[catalog.REPLIES] = record.replies
+                span.set_attributes(ending)
+                log.info(
+                    "turn %s on %s: intent=%s outcome=%s replies=%d in %.1f ms",
+                    activity_type,
+                    channel,
+                    intent,
+                    outcome,
+                    record.replies,
+                    elapsed * 1000,
+                )
             if channel == "emulator":
                 await self._send_trace_activity(context, span, outcome)
             _current_turn.reset(token)
@@ -205,15 +208,19 @@ class TurnTelemetryMiddleware(Middleware):
     def _count_sent(
         self, context: TurnContext, activities: list[Activity], channel: str, record: TurnRecord | None
     ) -> None:
-        conversation = self._hash(context.activity.conversation.id if context.activity.conversation else None)
+        traced = record.span.is_recording() if record is not None else trace.get_current_span().is_recording()
+        conversation: str | None = None
         for activity in activities:
             activity_type = _activity_type(activity)
             self._instruments.messages_sent.add(1, {catalog.CHANNEL: channel, catalog.ACTIVITY_TYPE: activity_type})
             if activity_type == ActivityTypes.trace:
                 continue
             if record is not None:
-                record.replies += 1
-                record.span.set_attribute(catalog.REPLIES, record.replies)
+                record.replies += 1  # on the turn's span when it ends
+            if not traced:
+                continue
+            if conversation is None:
+                conversation = self._hash(context.activity.conversation.id if context.activity.conversation else None)
             properties = {
                 "channelId": channel,
                 "replyActivityId": context.activity.id or "",
@@ -292,9 +299,10 @@ class OpenTelemetryBotTelemetryClient(BotTelemetryClient):
             span.set_attribute(catalog.KNOWLEDGE_TOPIC, topic)
         elif name == catalog.EVENT_KNOWLEDGE_FALLBACK.name:
             self._instruments.knowledge_fallbacks.add(1, {catalog.CHANNEL: channel})
-        # InstanceId is a random id per dialog run: useful to join steps, useless as a dimension, so it stays.
-        event = {key: str(value) for key, value in properties.items()}
-        self._telemetry.emit_event(name, event)
+        if span.is_recording():  # events go where the turn's trace goes (see TurnTelemetryMiddleware)
+            # InstanceId is a random id per dialog run: useful to join steps, useless as a dimension, so it stays.
+            event = {key: str(value) for key, value in properties.items()}
+            self._telemetry.emit_event(name, event)
 
     def track_exception(
         self,

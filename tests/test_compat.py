@@ -5,10 +5,24 @@ When a botbuilder upgrade fixes a defect, the `stock_*` test here fails: the wor
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
 import aiohttp
 import pytest
-from botbuilder.core import InvokeResponse, serializer_helper
-from botbuilder.schema import Activity, ExpectedReplies
+from botbuilder.core import InvokeResponse, TurnContext, serializer_helper
+from botbuilder.core.bot_state import CachedBotState
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount, ExpectedReplies
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import ClaimsIdentity
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonpickle.pickler import Pickler
+from msrest.exceptions import SerializationError
+from msrest.serialization import Model
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot import compat
@@ -64,3 +78,247 @@ async def test_authentication_failures_of_any_kind_become_permission_errors() ->
 
     with pytest.raises(PermissionError, match="KeyError"):
         await compat.authenticate_or_refuse(Exploding(), Activity(type="message"), "Bearer x")
+
+
+# ---- 6. connector and user token clients cached across turns -----------------------------------------------------
+
+
+def _activity(service_url: str = "http://127.0.0.1:9", conversation: str = "c1") -> Activity:
+    return Activity(
+        type="message",
+        id="a1",
+        text="hi",
+        channel_id="webchat",
+        service_url=service_url,
+        conversation=ConversationAccount(id=conversation),
+        from_property=ChannelAccount(id="user"),
+        recipient=ChannelAccount(id="bot"),
+    )
+
+
+async def _turn_clients(adapter: CloudAdapter, activity: Activity) -> tuple[object, object]:
+    seen: dict[str, object] = {}
+
+    async def logic(context: TurnContext) -> None:
+        seen["connector"] = context.turn_state[adapter.BOT_CONNECTOR_CLIENT_KEY]
+        seen["user_token"] = context.turn_state[adapter.USER_TOKEN_CLIENT_KEY]
+
+    authenticated = await adapter.bot_framework_authentication.authenticate_request(activity, "")
+    await adapter.process_activity(authenticated, activity, logic)
+    return seen["connector"], seen["user_token"]
+
+
+async def test_stock_cloud_adapter_builds_new_clients_for_every_turn() -> None:
+    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(Settings().botbuilder_configuration()))
+    first = await _turn_clients(adapter, _activity())
+    second = await _turn_clients(adapter, _activity())
+    assert first[0] is not second[0]
+    assert first[1] is not second[1]
+
+
+async def test_the_adapter_reuses_clients_per_service_url_and_app_id() -> None:
+    async with aiohttp.ClientSession() as session:
+        adapter = ChatAdapter(Settings(), session)
+        first = await _turn_clients(adapter, _activity())
+        second = await _turn_clients(adapter, _activity(conversation="c2"))
+        elsewhere = await _turn_clients(adapter, _activity(service_url="http://127.0.0.1:8"))
+    assert first[0] is second[0]
+    assert first[1] is second[1] is elsewhere[1]
+    assert elsewhere[0] is not first[0]
+    assert isinstance(first[0], ConnectorClient)
+    assert isinstance(elsewhere[0], ConnectorClient)
+    assert first[0].config.base_url == "http://127.0.0.1:9"
+    assert elsewhere[0].config.base_url == "http://127.0.0.1:8"
+
+
+async def test_the_client_cache_is_bounded_least_recently_used_first_out() -> None:
+    inner = ConfigurationBotFrameworkAuthentication(Settings().botbuilder_configuration())
+    authentication = compat.CachingBotFrameworkAuthentication(inner, limit=2)
+    identity = ClaimsIdentity({}, True)
+    factory = authentication.create_connector_factory(identity)
+    a = await factory.create("http://127.0.0.1:1", None)
+    await factory.create("http://127.0.0.1:2", None)
+    assert await factory.create("http://127.0.0.1:1", None) is a  # now the most recently used
+    await factory.create("http://127.0.0.1:3", None)  # evicts :2
+    assert await factory.create("http://127.0.0.1:1", None) is a
+    assert len(authentication._connectors) == 2
+
+
+# ---- 7. the schema codec converts exactly as msrest does -----------------------------------------------------------
+
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5), st.floats(allow_nan=False))
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=8,
+)
+_ACCOUNT = st.fixed_dictionaries(
+    {"id": st.text(max_size=6)}, optional={"name": st.text(max_size=6), "role": st.sampled_from(["user", "bot"])}
+)
+_TIMESTAMP = st.sampled_from(
+    ["2025-01-01T12:00:00.000Z", "2025-01-01T13:00:00.1234567+01:00", "2025-06-30T23:59:59Z", "not a time", ""]
+)
+_ACTIVITY_FIELDS = {
+    "type": st.sampled_from(["message", "conversationUpdate", "event", "invoke"]),
+    "id": st.text(max_size=8),
+    "text": st.text(max_size=20),
+    "channelId": st.sampled_from(["webchat", "msteams", "emulator"]),
+    "serviceUrl": st.just("http://127.0.0.1:9"),
+    "timestamp": _TIMESTAMP,
+    "localTimestamp": _TIMESTAMP,
+    "from": _ACCOUNT,
+    "recipient": _ACCOUNT,
+    "conversation": st.fixed_dictionaries({"id": st.text(max_size=8)}, optional={"isGroup": st.booleans()}),
+    "membersAdded": st.lists(_ACCOUNT, max_size=2),
+    "entities": st.lists(st.fixed_dictionaries({"type": st.text(max_size=6)}), max_size=2),
+    "attachments": st.lists(
+        st.fixed_dictionaries({"contentType": st.text(max_size=6)}, optional={"content": _JSON}), max_size=2
+    ),
+    "channelData": _JSON,
+    "value": _JSON,
+    "listenFor": st.lists(st.text(max_size=4), max_size=2),
+    "deliveryMode": st.sampled_from(["normal", "expectReplies"]),
+    "suggestedActions": st.fixed_dictionaries(
+        {"to": st.lists(st.text(max_size=4), max_size=2)},
+        optional={"actions": st.lists(st.fixed_dictionaries({"type": st.text(max_size=4)}), max_size=2)},
+    ),
+}
+_ODD_VALUES = st.one_of(st.integers(), st.booleans(), st.text(max_size=3), st.lists(st.integers(), max_size=2))
+
+
+def _msrest_outcome(call: Callable[[], object]) -> tuple[str, object]:
+    try:
+        return "ok", call()
+    except Exception as error:
+        return "error", type(error).__name__
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.fixed_dictionaries({}, optional=_ACTIVITY_FIELDS),
+    odd=st.dictionaries(st.sampled_from([*_ACTIVITY_FIELDS, "unknownField", "x-extra"]), _ODD_VALUES, max_size=2),
+)
+def test_the_codec_deserialises_and_serialises_exactly_as_msrest(body: dict[str, Any], odd: dict[str, Any]) -> None:
+    body = {**body, **odd}  # well-formed fields, then some wrong types and unknown keys
+    expected = _msrest_outcome(lambda: Activity().deserialize(copy.deepcopy(body)))
+    actual = _msrest_outcome(lambda: compat.SCHEMA_CODEC.deserialize(Activity, copy.deepcopy(body)))
+    assert actual[0] == expected[0]
+    if expected[0] == "error":
+        assert actual[1] == expected[1]
+        return
+    assert actual[1] == expected[1]  # msrest models compare their attributes, additional_properties included
+    activity = expected[1]
+    assert isinstance(activity, Activity)
+    assert json.dumps(compat.SCHEMA_CODEC.serialize(activity)) == json.dumps(activity.serialize())
+    replies = ExpectedReplies(activities=[activity, Activity(type=ActivityTypes.message, text="x")])
+    assert json.dumps(compat.SCHEMA_CODEC.serialize(replies)) == json.dumps(replies.serialize())
+
+
+def test_the_codec_hands_what_it_does_not_know_to_msrest() -> None:
+    odd = Activity(type="message", text="hi", from_property={"id": "not a model"})
+    with pytest.raises(SerializationError):
+        odd.serialize()
+    with pytest.raises(SerializationError):
+        compat.SCHEMA_CODEC.serialize(odd)
+    assert compat.SCHEMA_CODEC.deserialize(Activity, {"type": "message", "text": 7}).text == "7"  # msrest's coercion
+
+
+def test_parsing_and_answering_an_activity_do_not_go_through_msrest(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {
+        "type": "message",
+        "id": "a1",
+        "text": "what can you do?",
+        "timestamp": "2025-01-01T12:00:00.000Z",
+        "channelId": "webchat",
+        "serviceUrl": "http://127.0.0.1:9",
+        "from": {"id": "user", "role": "user"},
+        "recipient": {"id": "bot"},
+        "conversation": {"id": "c1"},
+        "entities": [{"type": "ClientCapabilities", "requiresBotState": True}],
+        "channelData": {"clientActivityID": "x", "nested": [1, {"a": "b"}]},
+        "deliveryMode": "expectReplies",
+    }
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("msrest's generic (de)serialiser was used")
+
+    monkeypatch.setattr(Model, "deserialize", refuse)
+    monkeypatch.setattr(Model, "serialize", refuse)
+    activity = compat.parse_activity(body)
+    assert activity.from_property.id == "user"
+    assert activity.channel_data == body["channelData"]
+    reply = Activity(type=ActivityTypes.message, text="hello", reply_to_id="a1", recipient=activity.from_property)
+    serialised = compat.SCHEMA_CODEC.serialize(ExpectedReplies(activities=[reply]))
+    assert serialised == {
+        "activities": [
+            {"type": "message", "replyToId": "a1", "recipient": {"id": "user", "role": "user"}, "text": "hello"}
+        ]
+    }
+
+
+async def test_expect_replies_results_are_serialised_by_the_codec(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with aiohttp.ClientSession() as session:
+        adapter = ChatAdapter(Settings(), session)
+        activity = _activity()
+        activity.delivery_mode = "expectReplies"
+
+        async def logic(context: TurnContext) -> None:
+            await context.send_activity("hello")
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("msrest's serialiser was used")
+
+        monkeypatch.setattr(Model, "serialize", refuse)
+        authenticated = await adapter.bot_framework_authentication.authenticate_request(activity, "")
+        response = await adapter.process_activity(authenticated, activity, logic)
+    assert response.status == 200
+    assert [reply["text"] for reply in response.body["activities"]] == ["hello"]
+
+
+# ---- 8. bot state fingerprints --------------------------------------------------------------------------------------
+
+
+def test_stock_bot_state_fingerprints_with_jsonpickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CachedBotState, "compute_hash", compat._STOCK_FINGERPRINT)
+    calls: list[object] = []
+    original = Pickler.flatten
+
+    def flatten(self: Pickler, obj: object, **kwargs: Any) -> object:
+        calls.append(obj)
+        return original(self, obj, **kwargs)
+
+    monkeypatch.setattr(Pickler, "flatten", flatten)
+    CachedBotState({"a": 1})
+    assert calls
+
+
+def test_bot_state_changes_are_detected_without_jsonpickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    compat.patch_bot_state_fingerprint()
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("jsonpickle was used")
+
+    monkeypatch.setattr(Pickler, "flatten", refuse)
+    state = CachedBotState({"DialogState": {"dialogStack": [{"id": "FeedbackWaterfall", "state": {"step": 0}}]}})
+    assert not state.is_changed
+    state.state["DialogState"]["dialogStack"][0]["state"]["step"] = 1
+    assert state.is_changed
+    state.hash = state.compute_hash(state.state)
+    assert not state.is_changed
+    del state.state["DialogState"]
+    assert state.is_changed
+
+
+def test_state_that_cannot_be_pickled_is_fingerprinted_the_stock_way() -> None:
+    compat.patch_bot_state_fingerprint()
+    state = CachedBotState({"callback": lambda: None, "count": 1})
+    assert not state.is_changed
+    state.state["count"] = 2
+    assert state.is_changed
+
+
+async def test_creating_the_adapter_installs_the_cheap_state_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CachedBotState, "compute_hash", compat._STOCK_FINGERPRINT)
+    async with aiohttp.ClientSession() as session:
+        ChatAdapter(Settings(), session)
+    assert CachedBotState.compute_hash is compat._state_fingerprint
