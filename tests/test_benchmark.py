@@ -51,7 +51,7 @@ def test_a_short_run_writes_well_formed_results(tmp_path: Path) -> None:
         "--warmup",
         "0",
         "--duration",
-        "1",
+        "2",
         "--workers",
         "",
         "--out",

@@ -27,10 +27,12 @@ echo "==> installing Python packages (.[${extras}], pinned by infra/dev/constrai
 if $want_tests; then
   # Offline checks of the Azure template: pycep-parser, checkov (each in its own venv), the Kusto language service.
   PYTHON="$python" bash infra/dev/install-azure-checks.sh
-  # The tests start real Prometheus and Alertmanager processes (Debian's packages; their services stay off).
+  # The tests start real Prometheus and Alertmanager processes (Debian's packages; their services stay off)
+  # and a short run of the benchmark with wrk.
   missing=()
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  command -v wrk >/dev/null || missing+=(wrk)  # the load generator of the performance benchmark
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root=""

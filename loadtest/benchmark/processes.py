@@ -197,7 +197,7 @@ class CpuWindow:
     @classmethod
     def now(cls) -> CpuWindow:
         times = psutil.cpu_times()
-        idle = times.idle + getattr(times, "iowait", 0.0)
-        busy = sum(times) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+        # What processes run (interrupt handling, the loopback traffic's included, belongs to no process).
+        busy = times.user + times.system + getattr(times, "nice", 0.0)
         own = os.times()
         return cls(busy, own.user + own.system + own.children_user + own.children_system)
