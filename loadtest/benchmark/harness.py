@@ -470,7 +470,6 @@ def _version(package: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpus = usable_cpus()
     model = platform.processor() or "-"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -479,7 +478,7 @@ def machine() -> dict[str, Any]:
                 break
     return {
         "cpu_model": model,
-        "cores": len(cpus),
+        "cores": os.cpu_count() or 1,
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
