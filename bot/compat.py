@@ -525,4 +525,5 @@ __all__ = [
     "parse_activity",
     "patch_bot_state_fingerprint",
     "patch_msrest_retry_policy",
+    "patch_openid_metadata_fetch",
 ]

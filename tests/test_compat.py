@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount, ExpectedReplies
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import ClaimsIdentity
+from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonpickle.pickler import Pickler
@@ -322,3 +324,37 @@ async def test_creating_the_adapter_installs_the_cheap_state_fingerprint(monkeyp
     async with aiohttp.ClientSession() as session:
         ChatAdapter(Settings(), session)
     assert CachedBotState.compute_hash is compat._state_fingerprint
+
+
+# ---- 9. OpenID metadata fetched off the event loop ----------------------------------------------------------------
+
+
+class _FakeResponse:
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self._payload = payload
+
+    def raise_for_status(self) -> None:
+        return None
+
+    def json(self) -> dict[str, Any]:
+        return self._payload
+
+
+async def test_signing_keys_are_fetched_on_a_thread_with_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    compat.patch_openid_metadata_fetch()
+    loop_thread = threading.get_ident()
+    calls: list[tuple[str, object, int]] = []
+
+    def fake_get(url: str, timeout: object = None, **_: object) -> _FakeResponse:
+        calls.append((url, timeout, threading.get_ident()))
+        if url.endswith("/openid"):
+            return _FakeResponse({"jwks_uri": "http://127.0.0.1:9/keys"})
+        return _FakeResponse({"keys": [{"kid": "k1"}]})
+
+    monkeypatch.setattr(compat.requests, "get", fake_get)
+    metadata = _OpenIdMetadata("http://127.0.0.1:9/openid")
+    await metadata._refresh()
+    assert [url for url, _, _ in calls] == ["http://127.0.0.1:9/openid", "http://127.0.0.1:9/keys"]
+    assert all(timeout == compat.OPENID_TIMEOUT_SECONDS for _, timeout, _ in calls)
+    assert all(thread != loop_thread for _, _, thread in calls)
+    assert metadata.keys == [{"kid": "k1"}]

@@ -24,7 +24,7 @@ from loadtest.benchmark.harness import (
     machine,
     say,
 )
-from loadtest.benchmark.processes import RssSampler, Service, free_port
+from loadtest.benchmark.processes import RssSampler, Service, free_port, pin
 
 TARGET_RSS_GROWTH = 0.10
 PROBE_SECONDS = 10.0
@@ -55,6 +55,7 @@ def run_soak(plan: Plan, target: str, seconds: float, warmup: float, rate: float
     for directory in (bench.work_dir, bench.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
     transport = plan.transports[0]
+    pin(bench.layout.load_cpus)
     with contextlib.ExitStack() as stack:
         stand_in = stack.enter_context(CountingStandIn())
         receiver_port = free_port()
