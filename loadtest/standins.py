@@ -199,6 +199,8 @@ class IngestionStandIn(BackgroundServer):
         self._other: list[OtherRequest] = []
         self._requests_seen = 0
         self._fault: _Fault | None = None
+        self._open = asyncio.Event()  # cleared by hold(): uploads wait unanswered, like a hanging endpoint
+        self._open.set()
 
     @property
     def connection_string(self) -> str:
@@ -240,6 +242,25 @@ class IngestionStandIn(BackgroundServer):
         with self._lock:
             self._fault = None
 
+    def hold(self) -> None:
+        """Leave every following upload unanswered until `release()`: an endpoint that hangs."""
+
+        async def close() -> None:
+            self._open.clear()
+
+        self.call_in_loop(close)
+
+    def release(self) -> None:
+        """Answer the held uploads (and every later one) as usual."""
+
+        async def reopen() -> None:
+            self._open.set()
+
+        self.call_in_loop(reopen)
+
+    async def before_shutdown(self) -> None:
+        self._open.set()
+
     def wait_for(
         self, predicate: Callable[[list[Envelope]], T | None], timeout: float = 10.0, message: str = "envelopes"
     ) -> T:
@@ -267,6 +288,8 @@ class IngestionStandIn(BackgroundServer):
             return web.json_response({"error": f"no route for {request.method} {path}"}, status=404)
         with self._lock:
             self._requests_seen += 1
+        await self._open.wait()
+        with self._lock:
             fault = self._fault
         try:
             envelopes = parse_envelopes(body)

@@ -97,7 +97,8 @@ HTTP_METHOD = "http.request.method"  # semconv
 HTTP_ROUTE = "http.route"  # semconv
 HTTP_STATUS = "http.response.status_code"  # semconv
 REJECTION_REASON = "bot.request.rejection"
-COMPONENT_NAME = "otel.component.name"  # semconv: which exporter
+COMPONENT_NAME = "otel.component.name"  # semconv: which exporter or batch processor
+COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
 
 OUTCOME_SUCCESS = "success"
 OUTCOME_ERROR = "error"
@@ -137,6 +138,12 @@ REJECTIONS = (
     REJECT_OVERLOADED,
 )
 
+# Batch processors as the SDK names them (otel.component.type); each holds a bounded queue in front of one exporter.
+PROCESSOR_SPANS = "batching_span_processor"
+PROCESSOR_LOGS = "batching_log_processor"
+# error.type of a span or log record a batch processor dropped: its queue was full (export is falling behind).
+DROPPED_QUEUE_FULL = "queue_full"
+
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(CHANNEL, "Bot Framework channel id (emulator, msteams, webchat, directline, ...); unknown ids: other"),
     Attribute(ACTIVITY_TYPE, "Activity type (message, conversationUpdate, invoke, ...); unknown types: other"),
@@ -160,7 +167,12 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
     Attribute(HTTP_STATUS, "HTTP response status code"),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
-    Attribute(COMPONENT_NAME, "The exporter a telemetry export went to", ("azure_monitor", "otlp")),
+    Attribute(
+        COMPONENT_NAME,
+        "On export counters the exporter (azure_monitor, otlp); on processor metrics the batch processor instance, "
+        "named by the SDK <otel.component.type>/<n> in the order the processors were created",
+    ),
+    Attribute(COMPONENT_TYPE, "Kind of SDK batch processor", (PROCESSOR_SPANS, PROCESSOR_LOGS)),
 )
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
@@ -292,6 +304,50 @@ EXPORTED_METRIC_POINTS = Metric(
     "Metric data points handed to a push exporter; with error.type when the export failed",
     (COMPONENT_NAME, ERROR_TYPE),
 )
+_PROCESSOR_ATTRIBUTES = (COMPONENT_TYPE, COMPONENT_NAME)
+PROCESSED_SPANS = Metric(
+    "otel.sdk.processor.span.processed",
+    Instrument.COUNTER,
+    "{span}",
+    "Spans a batch processor handed to its exporter; error.type=queue_full counts spans dropped because the "
+    "queue was full",
+    (*_PROCESSOR_ATTRIBUTES, ERROR_TYPE),
+)
+PROCESSED_LOGS = Metric(
+    "otel.sdk.processor.log.processed",
+    Instrument.COUNTER,
+    "{log_record}",
+    "Log records a batch processor handed to its exporter; error.type=queue_full counts dropped records",
+    (*_PROCESSOR_ATTRIBUTES, ERROR_TYPE),
+)
+QUEUED_SPANS = Metric(
+    "otel.sdk.processor.span.queue.size",
+    Instrument.UP_DOWN_COUNTER,
+    "{span}",
+    "Spans waiting in a batch processor's queue",
+    _PROCESSOR_ATTRIBUTES,
+)
+QUEUE_CAPACITY_SPANS = Metric(
+    "otel.sdk.processor.span.queue.capacity",
+    Instrument.UP_DOWN_COUNTER,
+    "{span}",
+    "Most spans a batch processor's queue holds (OTEL_BSP_MAX_QUEUE_SIZE)",
+    _PROCESSOR_ATTRIBUTES,
+)
+QUEUED_LOGS = Metric(
+    "otel.sdk.processor.log.queue.size",
+    Instrument.UP_DOWN_COUNTER,
+    "{log}",
+    "Log records waiting in a batch processor's queue",
+    _PROCESSOR_ATTRIBUTES,
+)
+QUEUE_CAPACITY_LOGS = Metric(
+    "otel.sdk.processor.log.queue.capacity",
+    Instrument.UP_DOWN_COUNTER,
+    "{log_record}",
+    "Most log records a batch processor's queue holds (OTEL_BLRP_MAX_QUEUE_SIZE)",
+    _PROCESSOR_ATTRIBUTES,
+)
 FAULT_ERROR_RATIO = Metric(
     "bot.faults.error_ratio",
     Instrument.GAUGE,
@@ -332,6 +388,12 @@ METRICS: tuple[Metric, ...] = (
     EXPORTED_SPANS,
     EXPORTED_LOGS,
     EXPORTED_METRIC_POINTS,
+    PROCESSED_SPANS,
+    PROCESSED_LOGS,
+    QUEUED_SPANS,
+    QUEUE_CAPACITY_SPANS,
+    QUEUED_LOGS,
+    QUEUE_CAPACITY_LOGS,
     FAULT_ERROR_RATIO,
     FAULT_DELAY_RATIO,
     FAULT_DELAY,

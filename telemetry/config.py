@@ -13,6 +13,9 @@ from urllib.parse import unquote, urlsplit
 DEFAULT_SERVICE_NAME = "otel-chatbot"
 DEFAULT_ENVIRONMENT = "development"
 
+# The Azure Monitor distro's names for its samplers, accepted in OTEL_TRACES_SAMPLER with the same arguments.
+RATE_LIMITED_SAMPLER = "microsoft.rate_limited"  # argument: traces per second (default 5)
+FIXED_PERCENTAGE_SAMPLER = "microsoft.fixed_percentage"  # argument: ratio 0..1, like traceidratio
 SAMPLERS = (
     "always_on",
     "always_off",
@@ -20,7 +23,10 @@ SAMPLERS = (
     "parentbased_always_on",
     "parentbased_always_off",
     "parentbased_traceidratio",
+    RATE_LIMITED_SAMPLER,
+    FIXED_PERCENTAGE_SAMPLER,
 )
+DEFAULT_TRACES_PER_SECOND = 5.0
 
 
 class ConfigError(ValueError):
@@ -131,7 +137,7 @@ class TelemetryConfig:
     connection_string: str | None = None
     otlp_endpoint: str | None = None
     sampler: str = "parentbased_always_on"
-    sampler_ratio: float = 1.0
+    sampler_ratio: float = 1.0  # traces per second for the rate-limited sampler
     log_personal_information: bool = False
     hash_key: bytes | None = None
     log_level: int = logging.INFO
@@ -157,7 +163,10 @@ class TelemetryConfig:
         sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
         if sampler not in SAMPLERS:
             raise ConfigError("OTEL_TRACES_SAMPLER", f"expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        ratio = parse_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
+        if sampler == RATE_LIMITED_SAMPLER:
+            ratio = parse_number(env, "OTEL_TRACES_SAMPLER_ARG", DEFAULT_TRACES_PER_SECOND, 0.0, 1e6)
+        else:
+            ratio = parse_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
         level_name = env.get("BOT_LOG_LEVEL", "").strip().upper() or "INFO"
         level = logging.getLevelName(level_name)
         if not isinstance(level, int):

@@ -6,14 +6,16 @@ Providers are created explicitly and handed to each instrumentation, so nothing 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.metrics import set_meter_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
@@ -28,12 +30,15 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
     ParentBased,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 from prometheus_client import CollectorRegistry
 
 from telemetry import catalog
-from telemetry.config import TelemetryConfig
+from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, TelemetryConfig
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import configure_logging
@@ -52,6 +57,7 @@ QUIET_AZURE_ENVIRONMENT = {
     # Current HTTP semantic conventions (url.full, http.request.method, ...) on the reply spans.
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
 }
+SAMPLE_RATE_ATTRIBUTE = "_MS.sampleRate"  # percentage of traces kept; Application Insights' itemCount is 100 / it
 EVENT_ATTRIBUTE = "microsoft.custom_event.name"  # the Azure Monitor exporter turns such log records into customEvents
 
 
@@ -69,15 +75,52 @@ def build_resource(config: TelemetryConfig) -> Resource:
     return Resource.create(attributes)
 
 
+class SampleRateRecordingSampler(Sampler):
+    """Another sampler's decisions, with the sampling percentage recorded where Application Insights reads it
+    (`_MS.sampleRate`), so that its counts of requests and dependencies are scaled back to all turns."""
+
+    def __init__(self, inner: Sampler, percentage: float) -> None:
+        self._inner = inner
+        self._percentage = percentage
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        if not result.decision.is_sampled() or self._percentage >= 100.0:
+            return result
+        recorded = dict(result.attributes or {})
+        recorded[SAMPLE_RATE_ATTRIBUTE] = self._percentage
+        return SamplingResult(result.decision, recorded, result.trace_state)
+
+    def get_description(self) -> str:
+        return f"SampleRateRecording{{{self._inner.get_description()}}}"
+
+
 def build_sampler(config: TelemetryConfig) -> Sampler:
+    from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, RateLimitedSampler
+
+    if config.sampler == RATE_LIMITED_SAMPLER:
+        # Follows a sampled parent; otherwise as many traces per second as the argument, whatever the load. It
+        # records the percentage it currently samples on each span.
+        return RateLimitedSampler(config.sampler_ratio)
     root: Sampler
     base = config.sampler.removeprefix("parentbased_")
     if base == "always_on":
         root = ALWAYS_ON
     elif base == "always_off":
         root = ALWAYS_OFF
+    elif base == FIXED_PERCENTAGE_SAMPLER:
+        return ApplicationInsightsSampler(config.sampler_ratio)
     else:
-        root = TraceIdRatioBased(config.sampler_ratio)
+        root = SampleRateRecordingSampler(TraceIdRatioBased(config.sampler_ratio), config.sampler_ratio * 100)
     return ParentBased(root) if config.sampler.startswith("parentbased_") else root
 
 
@@ -87,6 +130,23 @@ def histogram_views() -> list[View]:
         for metric in catalog.METRICS
         if metric.instrument is catalog.Instrument.HISTOGRAM
     ]
+
+
+@contextlib.contextmanager
+def processor_metrics() -> Iterator[None]:
+    """Batch processors built inside count what they process, drop (queue full) and hold: the SDK's
+    otel.sdk.processor.* metrics. The SDK reads one switch for all its self-metrics when an object is built; scoping
+    it to the processors keeps the per-span tracer metrics (otel.sdk.span.*) and their cost off."""
+    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[variable]
+        else:
+            os.environ[variable] = previous
 
 
 def storage_directories(config: TelemetryConfig) -> dict[str, str]:
@@ -217,17 +277,17 @@ def configure(
         log_exporters.append(CountingLogExporter(OTLPLogExporter(), name, counters))
         readers.append(PeriodicExportingMetricReader(CountingMetricExporter(OTLPMetricExporter(), name, counters)))
 
-    for exporter in span_exporters:
-        processor: SpanProcessor = BatchSpanProcessor(exporter)
-        tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
-
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=histogram_views())
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(RedactingLogProcessor())
-    for log_exporter in log_exporters:
-        log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter)
-        logger_provider.add_log_record_processor(log_processor)
+    with processor_metrics():
+        for exporter in span_exporters:
+            processor: SpanProcessor = BatchSpanProcessor(exporter, meter_provider=meter_provider)
+            tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
+        for log_exporter in log_exporters:
+            log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
+            logger_provider.add_log_record_processor(log_processor)
 
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=histogram_views())
     instruments = Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version))
     counters.spans, counters.logs = instruments.exported_spans, instruments.exported_logs
     counters.metric_points = instruments.exported_metric_points

@@ -130,6 +130,7 @@ async def test_beyond_its_concurrency_limit_the_bot_answers_503_with_retry_after
 async def test_a_flood_of_new_conversations_and_users_adds_no_series(azure_sdk_offline: None) -> None:
     async with running_bot() as bot:
         await _turns(bot, 3, channel_id="emulator")
+        bot.flush()  # the export pipeline's own series exist from the first export on
         before = (await bot.scrape()).count("\n")
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
@@ -185,3 +186,60 @@ async def test_the_metrics_endpoint_can_require_credentials(
     finally:
         await runner.cleanup()
         telemetry.shutdown()
+
+
+SPAN_ENVELOPES = ("RequestData", "RemoteDependencyData")
+LOG_ENVELOPES = ("MessageData", "EventData", "ExceptionData")
+
+
+def _delivered(ingestion: IngestionStandIn) -> tuple[int, int]:
+    """(span envelopes, log envelopes) received by ingestion."""
+    spans = sum(len(ingestion.of_type(kind)) for kind in SPAN_ENVELOPES)
+    return spans, sum(len(ingestion.of_type(kind)) for kind in LOG_ENVELOPES)
+
+
+async def _dropped(bot: RunningBot) -> tuple[float, float]:
+    queue_full = {"error_type": catalog.DROPPED_QUEUE_FULL}
+    spans = await bot.total("otel_sdk_processor_span_processed_total", **queue_full)
+    return spans, await bot.total("otel_sdk_processor_log_processed_total", **queue_full)
+
+
+async def test_spans_and_logs_dropped_by_a_full_export_queue_are_counted(
+    ingestion: IngestionStandIn, azure_sdk_offline: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for signal in ("BSP", "BLRP"):
+        monkeypatch.setenv(f"OTEL_{signal}_MAX_QUEUE_SIZE", "8")
+        monkeypatch.setenv(f"OTEL_{signal}_MAX_EXPORT_BATCH_SIZE", "8")
+    turns = 40
+    async with running_bot(connection_string=ingestion.connection_string, storage=tmp_path) as bot:
+        # One turn with a healthy endpoint tells how many spans and log records a turn produces.
+        await _turns(bot, 1)
+        bot.flush()
+        before = _delivered(ingestion)
+        await _turns(bot, 1)
+        bot.flush()
+        baseline = _delivered(ingestion)
+        per_turn = tuple(after - first for after, first in zip(baseline, before, strict=True))
+        assert per_turn[0] == 1, per_turn  # expectReplies: the turn is one SERVER span
+        assert per_turn[1] >= 1, per_turn
+        assert await _dropped(bot) == (0, 0)
+
+        ingestion.hold()  # the Azure exporters' next uploads hang: their queues fill up and overflow
+        await _turns(bot, turns)
+        ingestion.release()
+
+        produced = [count * turns for count in per_turn]
+
+        async def accounted() -> tuple[list[int], tuple[float, float]] | None:
+            """Once every span and log record either arrived or was counted as dropped."""
+            bot.flush()
+            dropped = await _dropped(bot)
+            arrived = [now - then for now, then in zip(_delivered(ingestion), baseline, strict=True)]
+            missing = [n - a - d for n, a, d in zip(produced, arrived, dropped, strict=True)]
+            return (arrived, dropped) if max(missing) <= 0 else None
+
+        arrived, dropped = await wait_until_async(accounted, message="spans and logs delivered or counted as dropped")
+        # Overflowed, counted, and the rest delivered. (The SDK decides "queue full" just before inserting, so a
+        # record can also be counted when the export thread took a batch out in between: an over-count, never a loss.)
+        assert all(0 < d < n for d, n in zip(dropped, produced, strict=True)), (arrived, dropped, produced)
+        assert await bot.total("bot_turns_total") == turns + 2  # turn metrics stay exact whatever telemetry drops

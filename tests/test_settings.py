@@ -88,6 +88,11 @@ TELEMETRY_ERRORS = [
     pytest.param({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER", id="sampler-unknown"),
     pytest.param({"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG", id="sampler-arg-above-one"),
     pytest.param({"OTEL_TRACES_SAMPLER_ARG": "x"}, "OTEL_TRACES_SAMPLER_ARG", id="sampler-arg-not-a-number"),
+    pytest.param(
+        {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": "-1"},
+        "OTEL_TRACES_SAMPLER_ARG",
+        id="traces-per-second-negative",
+    ),
     pytest.param({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "OTEL_RESOURCE_ATTRIBUTES", id="resource-attribute-no-value"),
     pytest.param(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://x"}, "OTEL_EXPORTER_OTLP_ENDPOINT", id="otlp-endpoint-not-http"
@@ -256,3 +261,12 @@ def test_entra_id_ingestion_is_read_from_the_authentication_string(value: str, c
 def test_a_bad_authentication_string_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="APPLICATIONINSIGHTS_AUTHENTICATION_STRING"):
         TelemetryConfig.from_env({"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=Basic"})
+
+
+def test_the_rate_limited_sampler_takes_traces_per_second() -> None:
+    limited = TelemetryConfig.from_env(
+        {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": "250"}
+    )
+    assert (limited.sampler, limited.sampler_ratio) == ("microsoft.rate_limited", 250.0)
+    default = TelemetryConfig.from_env({"OTEL_TRACES_SAMPLER": "microsoft.rate_limited"})
+    assert default.sampler_ratio == 5.0  # the Azure Monitor distro's default

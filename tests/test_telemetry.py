@@ -117,6 +117,39 @@ async def test_metrics_stay_exact_when_traces_are_not_sampled(azure_sdk_offline:
         assert await bot.total("http_server_request_duration_seconds_count") == 5
 
 
+async def test_sampled_requests_tell_application_insights_how_many_turns_each_stands_for(
+    ingestion: IngestionStandIn, azure_sdk_offline: None
+) -> None:
+    env = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+    async with running_bot(env, connection_string=ingestion.connection_string) as bot:
+        async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9") as emulator:
+            for _ in range(40):
+                assert (await emulator.expect_replies("help")).status == 200
+        bot.flush()
+        assert await bot.total("bot_turns_total") == 40
+    sampled = len(bot.spans.get_finished_spans())
+    assert 0 < sampled < 40
+    requests = await ingestion.wait_for_async(lambda _: len(ingestion.of_type("RequestData")) == sampled)
+    assert requests
+    # Application Insights counts each Request as 100 / sampleRate turns.
+    assert {envelope["sampleRate"] for envelope in ingestion.of_type("RequestData")} == {50.0}
+
+
+async def test_the_rate_limited_sampler_caps_traces_while_every_turn_is_counted(azure_sdk_offline: None) -> None:
+    turns = 200
+    env = {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": "2"}
+    async with running_bot(env) as bot:
+        async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9") as emulator:
+            for _ in range(turns):
+                assert (await emulator.expect_replies("help")).status == 200
+        bot.flush()
+        assert await bot.total("bot_turns_total") == turns
+    spans = bot.spans.get_finished_spans()
+    assert 0 < len(spans) < turns / 4, len(spans)
+    rates = [(span.attributes or {}).get("_MS.sampleRate") for span in spans]
+    assert all(isinstance(rate, float) and rate < 100.0 for rate in rates[1:]), rates
+
+
 async def test_azure_custom_metrics_carry_the_same_numbers_as_prometheus(
     bot: RunningBot, ingestion: IngestionStandIn
 ) -> None:
