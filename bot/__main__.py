@@ -1,28 +1,41 @@
-"""`python -m bot`: settings → telemetry → app → serve until SIGINT/SIGTERM, then flush everything."""
+"""`python -m bot`: settings → telemetry → app → serve until SIGINT/SIGTERM, then flush everything.
+
+`python -m bot --workers N` (or `BOT_WORKERS=N`) serves from N processes sharing one port, under a supervisor
+(bot/workers.py); without it, or with N = 1, the bot is one process.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from dotenv import find_dotenv, load_dotenv
 
-from bot.app import create_app
-from bot.settings import ConfigError, Settings
-from telemetry import catalog
-from telemetry.prometheus import metrics_app
-from telemetry.setup import Telemetry, configure
-from telemetry.wiring import instrument
+from bot import runtime
+from bot.settings import MAX_WORKERS, ConfigError, Settings, whole_number
+from bot.workers import StartError, WorkerRole, check_supervisable, supervise
+
+if TYPE_CHECKING:
+    from botbuilder.core import Storage
+
+    from telemetry.setup import Telemetry
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _display_host(host: str) -> str:
     return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "") else host
 
 
-def banner(settings: Settings, telemetry: Telemetry) -> str:
+def banner(settings: Settings, azure_monitor_enabled: bool, workers: int = 1) -> str:
+    telemetry = settings.telemetry
     bot_url = f"http://{_display_host(settings.host)}:{settings.port}/api/messages"
     auth = (
         f"authentication on (MicrosoftAppId {settings.app_id})"
@@ -34,10 +47,13 @@ def banner(settings: Settings, telemetry: Telemetry) -> str:
         if settings.metrics_port
         else "off (BOT_METRICS_PORT=0)"
     )
-    azure = "on" if telemetry.azure_monitor_enabled else "off (set APPLICATIONINSIGHTS_CONNECTION_STRING to turn it on)"
+    if settings.metrics_port and workers > 1:
+        metrics += " (every worker, label worker)"
+    azure = "on" if azure_monitor_enabled else "off (set APPLICATIONINSIGHTS_CONNECTION_STRING to turn it on)"
+    running = "is running" if workers == 1 else f"is running on {workers} worker processes"
     return "\n".join(
         [
-            f"{telemetry.config.service_name} {telemetry.config.service_version} is running",
+            f"{telemetry.service_name} {telemetry.service_version} {running}",
             f"  Bot Framework Emulator: {bot_url} ({auth})",
             f"  Prometheus metrics:     {metrics}",
             f"  Azure Monitor export:   {azure}",
@@ -46,55 +62,137 @@ def banner(settings: Settings, telemetry: Telemetry) -> str:
     )
 
 
-async def serve(settings: Settings, telemetry: Telemetry) -> None:
+async def serve(
+    settings: Settings, telemetry: Telemetry, *, storage: Storage | None = None, worker: WorkerRole | None = None
+) -> None:
     # On SIGTERM the listener closes at once and turns in flight get up to the shutdown timeout to finish;
-    # telemetry is flushed after that (main).
-    bot_app = create_app(settings, instrument(telemetry))
-    runners = [web.AppRunner(bot_app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_seconds)]
-    sites = [(runners[0], settings.host, settings.port)]
-    if settings.metrics_port:
-        runners.append(
-            web.AppRunner(
-                metrics_app(telemetry.prometheus_registry, settings.metrics_bearer_token, settings.metrics_basic_auth),
-                handle_signals=False,
-                access_log=None,
-            )
+    # telemetry is flushed after that (run).
+    from bot.app import create_app
+    from telemetry import catalog
+    from telemetry.prometheus import metrics_app
+    from telemetry.wiring import instrument
+
+    bot_runner = web.AppRunner(
+        create_app(settings, instrument(telemetry), storage=storage),
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+    )
+    runners = [bot_runner]
+    metrics_runner: web.AppRunner | None = None
+    if worker is not None or settings.metrics_port:
+        metrics_runner = web.AppRunner(
+            metrics_app(telemetry.prometheus_registry, settings.metrics_bearer_token, settings.metrics_basic_auth),
+            handle_signals=False,
+            access_log=None,
         )
-        sites.append((runners[1], settings.metrics_host, settings.metrics_port))
+        runners.append(metrics_runner)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     try:
-        for runner, host, port in sites:
+        for runner in runners:
             await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-        print(banner(settings, telemetry), flush=True)
+        # Workers share the port; the kernel spreads the connections over them.
+        await web.TCPSite(bot_runner, settings.host, settings.port, reuse_port=worker is not None).start()
+        if metrics_runner is not None:
+            site = (
+                web.SockSite(metrics_runner, worker.metrics_socket)
+                if worker is not None
+                else web.TCPSite(metrics_runner, settings.metrics_host, settings.metrics_port)
+            )
+            await site.start()
+        if worker is None:
+            print(banner(settings, telemetry.azure_monitor_enabled), flush=True)
+        if settings.tune_runtime:
+            runtime.tune_after_start()
         telemetry.emit_event(catalog.EVENT_INITIALIZED.name, {"service.version": telemetry.config.service_version})
         await stop.wait()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        for signum in SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
-def main() -> int:
-    load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env where the user starts the bot
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"otel-chatbot cannot start: {error}", file=sys.stderr)
-        return 2
+def run(settings: Settings, worker: WorkerRole | None = None) -> int:
+    """One process serving the bot: `python -m bot`, or one worker of `python -m bot --workers N`."""
+    # Imported here: a supervisor of worker processes needs none of the telemetry SDKs.
+    from bot.state import SqliteStateStorage
+    from telemetry.setup import configure
+
+    storage = None
+    if settings.state_db:
+        try:
+            storage = SqliteStateStorage(settings.state_db)
+        except (OSError, sqlite3.Error) as error:
+            print(f"otel-chatbot cannot start: BOT_STATE_DB: {error}", file=sys.stderr)
+            return 1
     telemetry = configure(settings.telemetry)
     telemetry.install_globals()
     try:
-        asyncio.run(serve(settings, telemetry))
+        asyncio.run(serve(settings, telemetry, storage=storage, worker=worker))
     except OSError as error:
         print(f"otel-chatbot cannot start: {error}", file=sys.stderr)
         return 1
     finally:
         with contextlib.suppress(Exception):
             telemetry.shutdown()
+        if storage is not None:
+            storage.close()
     return 0
+
+
+def _worker_count(raw: str) -> int:
+    try:
+        return whole_number(raw, 1, MAX_WORKERS)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Run otel-chatbot. Settings come from environment variables and a .env file (README.md).",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help=f"serve from N processes sharing PORT, 1-{MAX_WORKERS} (default: BOT_WORKERS, else 1)",
+    )
+    # Given by the supervisor to each worker process it starts (bot/workers.py).
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
+    arguments = parser.parse_args(argv)
+    if arguments.worker is not None and (arguments.metrics_fd is None or arguments.supervisor is None):
+        parser.error("--worker needs --metrics-fd and --supervisor")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.worker is not None:
+        try:
+            role = WorkerRole.adopt(arguments.worker, arguments.metrics_fd, arguments.supervisor)
+            settings = Settings.from_env()  # as the supervisor prepared it
+        except (StartError, ConfigError, OSError) as error:
+            print(f"otel-chatbot worker {arguments.worker} cannot start: {error}", file=sys.stderr)
+            return 1
+        return run(settings, role)
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env where the user starts the bot
+    try:
+        settings = Settings.from_env()
+        workers = arguments.workers or settings.workers
+        if workers > 1:
+            check_supervisable(settings)
+    except ConfigError as error:
+        print(f"otel-chatbot cannot start: {error}", file=sys.stderr)
+        return 2
+    if workers > 1:
+        return supervise(settings, workers, banner(settings, bool(settings.telemetry.connection_string), workers))
+    return run(settings)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from bot.faults import FaultSettings
-from telemetry.config import ConfigError, TelemetryConfig, parse_number, parse_port
+from telemetry.config import ConfigError, TelemetryConfig, parse_bool, parse_number, parse_port
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Settings:
     shutdown_timeout_seconds: float = 20.0
     metrics_bearer_token: str = field(default="", repr=False)
     metrics_basic_auth: str = field(default="", repr=False)
+    tune_runtime: bool = True
+    workers: int = 1
+    state_db: str = ""
     faults: FaultSettings = field(default_factory=FaultSettings)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
@@ -89,6 +93,9 @@ class Settings:
             shutdown_timeout_seconds=parse_number(env, "BOT_SHUTDOWN_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
             metrics_bearer_token=env.get("BOT_METRICS_BEARER_TOKEN", "").strip(),
             metrics_basic_auth=_basic_auth(env),
+            tune_runtime=parse_bool(env, "BOT_TUNE_RUNTIME", True),
+            workers=parse_count(env, "BOT_WORKERS", 1, 1, MAX_WORKERS),
+            state_db=_state_db(env),
             faults=FaultSettings(
                 error_ratio=parse_number(env, "BOT_FAULT_ERROR_RATIO", 0.0, 0.0, 1.0),
                 delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
@@ -98,6 +105,31 @@ class Settings:
         )
 
 
+def whole_number(raw: str, low: int, high: int) -> int:
+    """`raw` as a whole number from `low` to `high` (ASCII digits only), else ValueError saying so."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ValueError(f"expected a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+def parse_count(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return whole_number(raw, low, high)
+    except ValueError as error:
+        raise ConfigError(name, str(error)) from None
+
+
+def _state_db(env: Mapping[str, str]) -> str:
+    value = env.get("BOT_STATE_DB", "").strip()
+    if value and not os.path.isdir(os.path.dirname(os.path.abspath(value))):
+        raise ConfigError("BOT_STATE_DB", f"the directory of {value!r} does not exist")
+    return value
+
+
 def _basic_auth(env: Mapping[str, str]) -> str:
     value = env.get("BOT_METRICS_BASIC_AUTH", "").strip()
     if value and (":" not in value or not value.split(":", 1)[0] or not value.split(":", 1)[1]):
@@ -105,4 +137,4 @@ def _basic_auth(env: Mapping[str, str]) -> str:
     return value
 
 
-__all__ = ["APP_TYPES", "ConfigError", "Settings"]
+__all__ = ["APP_TYPES", "MAX_WORKERS", "ConfigError", "Settings", "parse_count", "whole_number"]

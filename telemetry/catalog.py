@@ -399,6 +399,16 @@ METRICS: tuple[Metric, ...] = (
     FAULT_DELAY,
 )
 
+# ---- series only the worker supervisor exposes (`python -m bot --workers N`) ---------------------------------------
+WORKER = "worker"  # label the supervisor adds to every worker's series: the worker's index, 0..N-1
+WORKERS_UNREACHABLE = Metric(
+    "bot.workers.unreachable",
+    Instrument.GAUGE,
+    "{worker}",
+    "Worker processes the supervisor's last scrape could not reach",
+)
+SUPERVISOR_METRICS: tuple[Metric, ...] = (WORKERS_UNREACHABLE,)
+
 # Component names of the exporters whose exports are counted.
 EXPORTER_AZURE_MONITOR = "azure_monitor"
 EXPORTER_OTLP = "otlp"

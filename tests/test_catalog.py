@@ -56,8 +56,12 @@ CATALOG_SERIES = frozenset(name for metric in catalog.METRICS for name in series
 SPAN_NAMES = frozenset(value for key, value in vars(catalog).items() if key.startswith("SPAN_"))
 ATTRIBUTE_NAMES = frozenset(attribute.name for attribute in catalog.ATTRIBUTES)
 METRIC_LABELS = frozenset(label_name(name) for metric in catalog.METRICS for name in metric.attributes)
+SUPERVISOR_SERIES = frozenset(metric.prometheus_name for metric in catalog.SUPERVISOR_METRICS)
 KNOWN_NAMES = (
     CATALOG_SERIES
+    | SUPERVISOR_SERIES
+    | {metric.name for metric in catalog.SUPERVISOR_METRICS}
+    | {catalog.WORKER}
     | ATTRIBUTE_NAMES
     | METRIC_LABELS
     | SPAN_NAMES
@@ -262,6 +266,15 @@ def test_metrics_table_matches_the_catalog() -> None:
         assert description, metric.name
     buckets = ", ".join(f"{bound:g}" for bound in catalog.DURATION_BUCKETS)
     assert f"`{buckets}`" in text, f"the metrics section does not list the buckets `{buckets}`"
+
+
+def test_supervisor_series_are_documented() -> None:
+    rows = table_rows(section(docs_text(), "### Series of the worker supervisor"))
+    assert set(rows) == {metric.name for metric in catalog.SUPERVISOR_METRICS}
+    for metric in catalog.SUPERVISOR_METRICS:
+        _, series, instrument, unit, _ = rows[metric.name]
+        assert backticked(series) == {metric.prometheus_name}, metric.name
+        assert (instrument, unit) == (metric.instrument.value, f"`{metric.unit}`"), metric.name
 
 
 def test_attributes_table_matches_the_catalog() -> None:

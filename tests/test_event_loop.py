@@ -4,16 +4,17 @@ answers a bounded load on both transports.
 
 The bot runs here as `python -m bot` runs it; the channel and the ingestion endpoint are another process (as they are
 in production: other threads of this process would hold the GIL and stall the loop themselves). Once it serves, the
-bot's start-up settings are applied (`tune_after_start`: the worker processes apply them, `python -m bot` is to,
-docs/performance.md). Without them this test fails, for two reasons it found: a full garbage collection walks the
-~110,000 objects of start-up and stalls the callback it interrupts for 100-170 ms, every few seconds under load; and
-while the exporters' threads convert a batch, every system call of the loop gives the GIL away for up to the 5 ms
-default switch interval.
+bot's start-up settings are applied (`bot.runtime.tune_after_start`, which `python -m bot` and each of its workers
+call once their sites listen unless `BOT_TUNE_RUNTIME=false`; docs/performance.md). Without them this test fails, for
+two reasons it found: a full garbage collection walks the ~110,000 objects of start-up and stalls the callback it
+interrupts for 100-170 ms, every few seconds under load; and while the exporters' threads convert a batch, every
+system call of the loop gives the GIL away for up to the 5 ms default switch interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import linecache
@@ -32,15 +33,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot import runtime
+from bot.__main__ import serve
 from bot.app import create_app
-from loadtest.benchmark.workers import tune_after_start
+from bot.runtime import tune_after_start
+from bot.settings import ConfigError, Settings
 from telemetry.prometheus import metrics_app
 from telemetry.setup import Telemetry, configure
 from telemetry.wiring import instrument
 from tests.support.botserver import settings_from
 from tests.support.emulator import EmulatorClient
 from tests.support.fixtures import AZURE_SDK_OFFLINE_ENV
-from tests.support.polling import wait_until
+from tests.support.polling import wait_until, wait_until_async
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SLOW_CALLBACK_SECONDS = 0.1
@@ -186,3 +190,45 @@ async def test_no_callback_blocks_the_loop_for_100_ms_under_load(bot: Bot, outsi
     async with aiohttp.ClientSession() as session, session.get(f"{outside}/count") as response:
         counts = json.loads(await response.read())
     assert counts["envelopes"] >= USERS * TURNS_PER_USER
+
+
+# ---- python -m bot applies them ------------------------------------------------------------------------------------
+
+
+def test_the_start_up_settings_are_on_unless_bot_tune_runtime_turns_them_off() -> None:
+    assert Settings.from_env({}).tune_runtime is True
+    for value in ("false", "0", "off", "no"):
+        assert Settings.from_env({"BOT_TUNE_RUNTIME": value}).tune_runtime is False
+    assert Settings.from_env({"BOT_TUNE_RUNTIME": "true"}).tune_runtime is True
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"BOT_TUNE_RUNTIME": "maybe"})
+    assert raised.value.variable == "BOT_TUNE_RUNTIME"
+
+
+@pytest.mark.parametrize(("value", "applied"), [("", 1), ("false", 0)], ids=["default", "BOT_TUNE_RUNTIME=false"])
+async def test_python_m_bot_applies_them_once_it_serves(
+    value: str, applied: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(runtime, "tune_after_start", lambda: calls.append(capsys.readouterr().out))
+    settings = settings_from({"BOT_TUNE_RUNTIME": value})
+    telemetry = configure(settings.telemetry)
+    serving = asyncio.ensure_future(serve(settings, telemetry))
+    printed: list[str] = []
+    try:
+
+        def banner_printed() -> bool:
+            printed.append(capsys.readouterr().out)
+            return any("Press Ctrl+C to stop." in text for text in printed + calls) or serving.done()
+
+        await wait_until_async(banner_printed, timeout=30, message="the banner")
+        assert not serving.done(), serving
+        # No await between the banner and the settings: once the banner is out, they were applied or never will be.
+        assert len(calls) == applied
+        if applied:
+            assert "Press Ctrl+C to stop." in calls[0]  # after the sites started listening
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        telemetry.shutdown()

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each measurement (0: none)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (1-600)")
     parser.add_argument("--no-half-load", action="store_true", help="skip the runs paced at half the maximum")
-    parser.add_argument("--workers", default="1,2", help="worker counts for the multi-process runs ('' to skip)")
+    parser.add_argument("--workers", default="1,2", help="python -m bot --workers counts to run ('' to skip)")
     parser.add_argument("--worker-connections", type=int, default=64, help="connections for the worker runs")
     parser.add_argument("--text", default=wrk.DEFAULT_TEXT, help="the message every request sends (ASCII)")
     parser.add_argument("--channel-id", default=wrk.DEFAULT_CHANNEL_ID, help="channelId of the activities")

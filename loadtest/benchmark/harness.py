@@ -6,13 +6,14 @@ Targets (docs/performance.md):
 - `ceiling`: a bare aiohttp handler that parses the activity and answers it (loadtest/benchmark/bare.py);
 - `stock`: botbuilder 4.17.1's echo bot as its sample writes it (loadtest/benchmark/stock.py);
 - `ours-off`: otel-chatbot with no telemetry at all (`create_app(settings)`: no providers, no middleware);
-- `ours-on`: otel-chatbot as it runs in production (`python -m bot`), every turn traced (100 % sampling), exported
-  to a local Application Insights ingestion stand-in, Prometheus metrics served and scraped;
-- `ours-tuned`: `python -m bot` with the start-up settings proposed for it (loadtest/benchmark/tuned.py: the
-  start-up objects frozen out of the garbage collector, a 0.5 ms thread switch interval), 100 % sampling;
-- `ours-sampled`: `ours-tuned` with traces sampled (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, 5 % by
-  default): what the bot costs when, under overload, only a share of the turns is traced (metrics still count
-  every turn).
+- `ours-on`: otel-chatbot as it runs in production (`python -m bot`, its start-up settings on), every turn traced
+  (100 % sampling), exported to a local Application Insights ingestion stand-in, Prometheus metrics served and
+  scraped;
+- `ours-untuned`: `ours-on` without the start-up settings (`BOT_TUNE_RUNTIME=false`: no `gc.freeze()`, the
+  default thread switch interval), to measure what they bring;
+- `ours-sampled`: `ours-on` with traces sampled (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, 5 % by default):
+  what the bot costs when, under overload, only a share of the turns is traced (metrics still count every turn);
+- worker runs: `python -m bot --workers N`, full telemetry.
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ from loadtest.localbot import bot_environment
 from loadtest.standins import Envelope, IngestionStandIn, envelope_base_type
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TARGETS = ("ceiling", "stock", "ours-off", "ours-on", "ours-tuned", "ours-sampled")
-TELEMETRY_TARGETS = ("ours-on", "ours-tuned", "ours-sampled", "ours-workers")
+TARGETS = ("ceiling", "stock", "ours-off", "ours-on", "ours-untuned", "ours-sampled")
+TELEMETRY_TARGETS = ("ours-on", "ours-untuned", "ours-sampled", "ours-workers")
 LABELS = {
     "ceiling": "bare aiohttp handler (ceiling)",
     "stock": "stock botbuilder 4.17.1 echo bot",
     "ours-off": "otel-chatbot, telemetry off",
     "ours-on": "otel-chatbot, full telemetry",
-    "ours-tuned": "otel-chatbot, full telemetry, proposed start-up settings",
-    "ours-sampled": "otel-chatbot, full telemetry, proposed start-up settings, traces sampled",
-    "ours-workers": "otel-chatbot, full telemetry, worker processes (loadtest/benchmark/workers.py)",
+    "ours-untuned": "otel-chatbot, full telemetry, start-up settings off (BOT_TUNE_RUNTIME=false)",
+    "ours-sampled": "otel-chatbot, full telemetry, traces sampled",
+    "ours-workers": "otel-chatbot, full telemetry, worker processes (python -m bot --workers N)",
 }
 EXPECTED_STATUS = {wrk.EXPECT_REPLIES: 200, wrk.CHANNEL: 201}
 HASH_KEY = "benchmark-hash-key"  # fixed, so the bot does not generate one (and say so) at every start
@@ -217,15 +218,15 @@ class Benchmark:
         # Worker processes use every core (the load generator shares them); one process gets a core of its own.
         cpus = self.layout.all_cpus if workers is not None else self.layout.target_cpus
         command, ready_path = self._command(target, port, workers)
-        env = self._environment(stand_in, port, metrics_port, name)
-        if target == "ours-sampled":
-            env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
-            env["OTEL_TRACES_SAMPLER_ARG"] = f"{plan.sampled_ratio:g}"
+        env = self._environment(stand_in, port, metrics_port, name, target)
         say(f"starting {name}: {LABELS[target]}" + (f", {workers} worker process(es)" if workers else ""))
         service = Service(name, command, env, self.logs_dir / f"{name}.log", self.work_dir, cpus, port)
         sent, allowance = 0, 0
         counts_before, requests_before, instances_before = stand_in.snapshot()
         try:
+            if workers is not None and metrics_port is not None:
+                # The supervisor serves /metrics once every worker serves; the port answers as soon as one does.
+                service.wait_ready(metrics_port, "/metrics")
             service.wait_ready(port, ready_path)
             transports = (wrk.EXPECT_REPLIES,) if workers is not None else plan.transports
             levels = (plan.worker_connections,) if workers is not None else plan.connections
@@ -264,16 +265,17 @@ class Benchmark:
     def _command(self, target: str, port: int, workers: int | None) -> tuple[list[str], str | None]:
         python = sys.executable
         if target in TELEMETRY_TARGETS:
-            if workers is not None:
-                return [python, "-m", "loadtest.benchmark.workers", "--workers", str(workers)], "/healthz"
-            if target == "ours-on":
-                return [python, "-m", "bot"], "/healthz"
-            return [python, "-m", "loadtest.benchmark.tuned"], "/healthz"
+            return [python, "-m", "bot", *(["--workers", str(workers)] if workers is not None else [])], "/healthz"
         served = "bare" if target == "ceiling" else target
         return [python, "-m", "loadtest.benchmark.serve", served, str(port)], None
 
     def _environment(
-        self, stand_in: CountingStandIn, port: int = 0, metrics_port: int | None = None, name: str = "service"
+        self,
+        stand_in: CountingStandIn,
+        port: int = 0,
+        metrics_port: int | None = None,
+        name: str = "service",
+        target: str | None = None,
     ) -> dict[str, str]:
         storage = self.work_dir / f"{name}-telemetry-storage"
         env = bot_environment(os.environ, port, metrics_port or 0, stand_in.connection_string, storage)
@@ -281,6 +283,13 @@ class Benchmark:
         env["BOT_TELEMETRY_HASH_KEY"] = HASH_KEY
         env.pop("PYTHONASYNCIODEBUG", None)
         env.pop("PYTHONTRACEMALLOC", None)
+        # What each target is, whatever the caller's environment says (worker runs pass --workers).
+        env["BOT_WORKERS"] = "1"
+        env.pop("BOT_STATE_DB", None)
+        env["BOT_TUNE_RUNTIME"] = "false" if target == "ours-untuned" else "true"
+        if target == "ours-sampled":
+            env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+            env["OTEL_TRACES_SAMPLER_ARG"] = f"{self.plan.sampled_ratio:g}"
         return env
 
     # -- one measurement

@@ -74,7 +74,7 @@ def run_soak(plan: Plan, target: str, seconds: float, warmup: float, rate: float
         port = free_port()
         metrics_port = free_port()
         command, ready = bench._command(target, port, None)
-        env = bench._environment(stand_in, port, metrics_port, target)
+        env = bench._environment(stand_in, port, metrics_port, target, target)
         service = Service(
             target, command, env, bench.logs_dir / f"{target}.log", bench.work_dir, bench.layout.target_cpus, port
         )

@@ -13,13 +13,13 @@ TARGET_P99_HALF_LOAD_MS = 50.0
 TARGET_WORKER_SCALING = 1.7
 P99_CONNECTIONS = 16
 BACKGROUND_WARNING_CORES = 0.15
-OURS = ("ours-off", "ours-on", "ours-tuned", "ours-sampled")
-TELEMETRY_VARIANTS = ("ours-on", "ours-tuned", "ours-sampled")
+OURS = ("ours-off", "ours-on", "ours-untuned", "ours-sampled")
+TELEMETRY_VARIANTS = ("ours-on", "ours-untuned", "ours-sampled")
 VARIANT_NAMES = {
     "ours-off": "ours (telemetry off)",
     "ours-on": "ours (full telemetry, 100 % traced)",
-    "ours-tuned": "ours (full telemetry, 100 % traced, proposed start-up settings)",
-    "ours-sampled": "ours (full telemetry, traces sampled as under overload, proposed start-up settings)",
+    "ours-untuned": "ours (full telemetry, 100 % traced, start-up settings off)",
+    "ours-sampled": "ours (full telemetry, traces sampled as under overload)",
 }
 
 Run = dict[str, Any]
@@ -141,7 +141,7 @@ def _targets(by_transport: dict[str, Any], scaling: float | None, checks: list[d
                     )
                 )
     for transport in by_transport:
-        for variant in ("ours-on", "ours-tuned"):
+        for variant in ("ours-on", "ours-untuned"):
             value = by_transport[transport]["ratios"].get(f"cpu_{variant.replace('-', '_')}_vs_off")
             if value is not None:
                 goals.append(

@@ -1,0 +1,392 @@
+"""`python -m bot --workers N` (or `BOT_WORKERS=N`): otel-chatbot on N worker processes on one host, under a supervisor.
+
+- **One port, N processes.** Every worker listens on `PORT` with SO_REUSEPORT; the kernel spreads connections over
+  them. A Python process runs its turns on one core (the GIL); N processes use N cores. Before starting them the
+  supervisor makes sure nothing listens on `PORT` yet: with SO_REUSEPORT the workers would otherwise share it silently
+  with whatever does (another supervisor's workers).
+- **Prometheus.** Each worker serves its own metrics on a private 127.0.0.1 port (a socket the supervisor opens and
+  hands down, so a restarted worker gets the same one), behind a bearer token only the supervisor knows. The
+  supervisor serves `BOT_METRICS_PORT` itself, with the credentials of `BOT_METRICS_BEARER_TOKEN` /
+  `BOT_METRICS_BASIC_AUTH` as `python -m bot` does, and answers a scrape by scraping every worker and adding a
+  `worker` label (0..N-1) to each series. No series is summed or merged: counters stay monotonic per worker (a
+  restarted worker starts its own series from zero, which `rate()` treats as a reset), `sum by (...)` over `worker`
+  gives the bot's totals. A worker that cannot be scraped is left out of that scrape and counted in
+  `bot_workers_unreachable`.
+- **Application Insights.** Each worker is its own role instance: `service.instance.id` is `<host>-<pid>` by default
+  (the process id differs); when `OTEL_RESOURCE_ATTRIBUTES` sets `service.instance.id`, worker i gets `<id>-w<i>`.
+  Without `BOT_TELEMETRY_HASH_KEY` the supervisor draws one key for all its workers, so that a conversation has the
+  same hash whichever worker answers it.
+- **Start-up settings.** Each worker applies `bot.runtime.tune_after_start()` once it serves, as `python -m bot`
+  does (`BOT_TUNE_RUNTIME=false` turns it off).
+- **Conversation state.** A conversation's turns land on whichever worker the kernel picked for the connection, so
+  state cannot live in one process's memory: the workers share `bot.state.SqliteStateStorage`, one SQLite file.
+  `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor.
+- **Restarts and stopping.** A worker that dies is restarted, at most 5 times a minute. SIGTERM or SIGINT to the
+  supervisor is passed on to every worker, which stops as `python -m bot` does (turns in flight finish, telemetry is
+  flushed); one that has not exited after `BOT_SHUTDOWN_TIMEOUT_SECONDS` + 30 s is killed. A worker also gets SIGTERM
+  if the supervisor dies without stopping it (Linux).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from bot.settings import ConfigError, Settings
+from bot.state import SqliteStateStorage
+from telemetry import catalog
+from telemetry.prometheus import metrics_app
+
+WORKER_LABEL = catalog.WORKER
+UNREACHABLE_METRIC = catalog.WORKERS_UNREACHABLE.prometheus_name
+SCRAPE_TIMEOUT_SECONDS = 5.0
+START_TIMEOUT_SECONDS = 60.0
+READY_PROBE_SECONDS = 1.0
+CHECK_INTERVAL_SECONDS = 1.0
+STOP_MARGIN_SECONDS = 30.0  # beyond BOT_SHUTDOWN_TIMEOUT_SECONDS, for flushing telemetry
+MAX_RESTARTS_PER_MINUTE = 5
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1
+
+
+class StartError(RuntimeError):
+    """The worker processes could not be started (or, in a worker, it could not become one)."""
+
+
+def say(message: str, *, error: bool = False) -> None:
+    print(f"otel-chatbot: {message}", file=sys.stderr if error else sys.stdout, flush=True)
+
+
+# ---- Prometheus across workers -------------------------------------------------------------------------------------
+
+
+def relabel(families: Iterable[Metric], worker: str) -> list[Metric]:
+    """The families of one worker's exposition with `worker="<n>"` on every sample."""
+    labelled = []
+    for family in families:
+        copy_ = Metric(family.name, family.documentation, family.type, family.unit)
+        copy_.samples = [
+            Sample(s.name, {**s.labels, WORKER_LABEL: worker}, s.value, s.timestamp, s.exemplar) for s in family.samples
+        ]
+        labelled.append(copy_)
+    return labelled
+
+
+def merge(expositions: Sequence[tuple[str, str]]) -> list[Metric]:
+    """One list of families from (worker, exposition text) pairs: same-named families are joined, never summed."""
+    merged: dict[str, Metric] = {}
+    for worker, text in expositions:
+        for family in relabel(text_string_to_metric_families(text), worker):
+            existing = merged.get(family.name)
+            if existing is None:
+                merged[family.name] = family
+            else:
+                existing.samples.extend(family.samples)
+    return list(merged.values())
+
+
+def _unreachable_family(count: int) -> Metric:
+    family = Metric(UNREACHABLE_METRIC, catalog.WORKERS_UNREACHABLE.description, "gauge")
+    family.add_sample(UNREACHABLE_METRIC, {}, float(count))
+    return family
+
+
+# The families gathered for the scrape being answered; the registry below reads them while rendering it.
+_SCRAPED: ContextVar[Sequence[Metric]] = ContextVar("scraped_families", default=())
+
+
+class _ScrapedFamilies:
+    def collect(self) -> list[Metric]:
+        return list(_SCRAPED.get())
+
+
+def metrics_proxy(
+    worker_ports: Mapping[str, int], worker_token: str, bearer_token: str = "", basic_auth: str = ""
+) -> web.Application:
+    """`GET /metrics`: every worker's metrics, labelled by worker, behind the bot's own metrics credentials.
+
+    The application is telemetry.prometheus.metrics_app, so the credentials are checked exactly as for
+    `python -m bot`. Its handler renders a registry synchronously, so a middleware scrapes the workers first; it
+    calls the handler once before (with nothing to render) so that a scrape without valid credentials is refused
+    without reaching the workers.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ScrapedFamilies())
+    app = metrics_app(registry, bearer_token, basic_auth)
+    session_key = web.AppKey("worker_session", aiohttp.ClientSession)
+    headers = {"Authorization": f"Bearer {worker_token}"}
+
+    async def scrape(session: aiohttp.ClientSession, worker: str, port: int) -> tuple[str, str] | None:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/metrics", headers=headers) as response:
+                if response.status != 200:
+                    return None
+                return worker, await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    @web.middleware
+    async def scrape_workers(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        checked = await handler(request)
+        if checked.status != 200:
+            return checked
+        session = request.app[session_key]
+        results = await asyncio.gather(*(scrape(session, w, p) for w, p in sorted(worker_ports.items())))
+        expositions = [result for result in results if result is not None]
+        families = merge(expositions)
+        families.append(_unreachable_family(len(results) - len(expositions)))
+        token = _SCRAPED.set(families)
+        try:
+            return await handler(request)
+        finally:
+            _SCRAPED.reset(token)
+
+    async def client(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_SECONDS)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            app[session_key] = session
+            yield
+
+    app.middlewares.append(scrape_workers)
+    app.cleanup_ctx.append(client)
+    return app
+
+
+# ---- a worker ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """What makes a `python -m bot` process a worker: its index and the socket to serve its metrics on."""
+
+    index: int
+    metrics_socket: socket.socket
+
+    @classmethod
+    def adopt(cls, index: int, metrics_fd: int, supervisor_pid: int) -> WorkerRole:
+        """Called first thing in the worker; StartError if the supervisor is already gone."""
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != supervisor_pid:  # it died before the line above took effect
+            raise StartError(f"the supervisor (pid {supervisor_pid}) has exited")
+        return cls(index, socket.socket(fileno=metrics_fd))
+
+
+def worker_environment(
+    base: Mapping[str, str], index: int, state_db: str, worker_token: str, hash_key: str
+) -> dict[str, str]:
+    env = dict(base)
+    env["BOT_STATE_DB"] = state_db
+    env["BOT_METRICS_BEARER_TOKEN"] = worker_token
+    env["BOT_METRICS_BASIC_AUTH"] = ""
+    env["BOT_TELEMETRY_HASH_KEY"] = hash_key
+    attributes = [part for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",") if part.strip()]
+    for position, part in enumerate(attributes):
+        key, _, value = part.partition("=")
+        if key.strip() == "service.instance.id" and value.strip():
+            attributes[position] = f"service.instance.id={value.strip()}-w{index}"
+    env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(attributes)
+    return env
+
+
+# ---- the supervisor ------------------------------------------------------------------------------------------------
+
+
+def check_supervisable(settings: Settings) -> None:
+    if settings.port == 0:
+        raise ConfigError("PORT", "must be a port number, not 0, for worker processes: they all listen on it")
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """OSError if something listens on (host, port) already."""
+    for family, kind, protocol, _, address in socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise OSError(
+                    error.errno, f"error while attempting to bind on address {address!r}: {error.strerror}"
+                ) from None
+
+
+@dataclass
+class Worker:
+    index: int
+    metrics_socket: socket.socket
+    process: subprocess.Popen[bytes]
+    restarts: list[float] = field(default_factory=list)
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.metrics_socket.getsockname()[1])
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, count: int, state_db: str, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.count = count
+        self.worker_token = secrets.token_urlsafe(32)
+        hash_key = env.get("BOT_TELEMETRY_HASH_KEY", "").strip() or secrets.token_hex(32)
+        self.env = {
+            index: worker_environment(env, index, state_db, self.worker_token, hash_key) for index in range(count)
+        }
+        self.workers: list[Worker] = []
+        self.killed: list[int] = []
+
+    def _spawn(self, index: int, metrics_socket: socket.socket) -> subprocess.Popen[bytes]:
+        fd = metrics_socket.fileno()
+        command = [sys.executable, "-m", "bot", "--worker", str(index), "--metrics-fd", str(fd)]
+        command += ["--supervisor", str(os.getpid())]
+        return subprocess.Popen(command, env=self.env[index], pass_fds=(fd,), stdin=subprocess.DEVNULL)
+
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Start the workers and wait until each serves its metrics (so also the bot); False if stopped meanwhile."""
+        for index in range(self.count):
+            metrics_socket = socket.create_server(("127.0.0.1", 0))
+            try:
+                self.workers.append(Worker(index, metrics_socket, self._spawn(index, metrics_socket)))
+            except BaseException:
+                metrics_socket.close()
+                raise
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        async with aiohttp.ClientSession() as session:
+            waits = [asyncio.create_task(self._wait_ready(worker, session, deadline)) for worker in self.workers]
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                pending = set(waits)
+                while pending and not stop.is_set():
+                    done, _ = await asyncio.wait({*pending, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done - {stopped}:
+                        task.result()  # StartError: that worker exited or did not start in time
+                    pending -= done
+            finally:
+                for task in (*waits, stopped):
+                    task.cancel()
+                await asyncio.gather(*waits, stopped, return_exceptions=True)
+        return not stop.is_set()
+
+    async def _wait_ready(self, worker: Worker, session: aiohttp.ClientSession, deadline: float) -> None:
+        url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+        # The socket listens from the start, so a probe waits in its queue until the worker serves.
+        probe = aiohttp.ClientTimeout(total=READY_PROBE_SECONDS)
+        headers = {"Authorization": f"Bearer {self.worker_token}"}
+        while True:
+            if worker.process.poll() is not None:
+                raise StartError(f"worker {worker.index} exited with code {worker.process.returncode}")
+            if time.monotonic() > deadline:
+                raise StartError(f"worker {worker.index} did not start within {START_TIMEOUT_SECONDS:g} s")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url, headers=headers, timeout=probe) as response:
+                    if response.status == 200:
+                        say(f"worker {worker.index} is serving (pid {worker.process.pid})")
+                        return
+            await asyncio.sleep(0.05)
+
+    def check(self) -> None:
+        """Restart workers that died, each at most MAX_RESTARTS_PER_MINUTE times a minute."""
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                continue
+            worker.restarts = [t for t in worker.restarts if now - t < 60]
+            if len(worker.restarts) >= MAX_RESTARTS_PER_MINUTE:
+                continue
+            code = worker.process.returncode
+            say(f"worker {worker.index} (pid {worker.process.pid}) exited with code {code}; restarting", error=True)
+            worker.restarts.append(now)
+            worker.process = self._spawn(worker.index, worker.metrics_socket)
+
+    async def stop(self) -> None:
+        """SIGTERM to every worker; kill those still there after the shutdown timeout and the time to flush."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.shutdown_timeout_seconds + STOP_MARGIN_SECONDS
+        for worker in self.workers:
+            try:
+                await asyncio.to_thread(worker.process.wait, max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                say(f"worker {worker.index} (pid {worker.process.pid}) did not stop in time; killing it", error=True)
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.wait)
+                self.killed.append(worker.index)
+            worker.metrics_socket.close()
+
+
+async def _supervise(settings: Settings, count: int, banner: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    ensure_port_free(settings.host, settings.port)
+    async with contextlib.AsyncExitStack() as stack:
+        state_db = settings.state_db
+        if not state_db:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-chatbot-state-"))
+            state_db = str(Path(directory) / "state.sqlite3")
+        try:
+            # The file and its table exist before the workers race to create them.
+            SqliteStateStorage(state_db).close()
+        except sqlite3.Error as error:
+            raise StartError(f"BOT_STATE_DB: {state_db}: {error}") from None
+        supervisor = Supervisor(settings, count, state_db, os.environ)
+        stack.push_async_callback(supervisor.stop)
+        say(f"starting {count} worker processes on port {settings.port}")
+        if not await supervisor.start(stop):
+            say("stopping before every worker started")
+            return 0
+        if settings.metrics_port:
+            ports = {str(worker.index): worker.metrics_port for worker in supervisor.workers}
+            proxy = metrics_proxy(
+                ports, supervisor.worker_token, settings.metrics_bearer_token, settings.metrics_basic_auth
+            )
+            runner = web.AppRunner(proxy, handle_signals=False, access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+        print(banner, flush=True)
+        while not stop.is_set():
+            supervisor.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+        say(f"stopping {count} worker processes")
+    say("stopped")
+    return 1 if supervisor.killed else 0
+
+
+def supervise(settings: Settings, count: int, banner: str) -> int:
+    """Run `count` workers until SIGTERM/SIGINT; the process's exit code."""
+    try:
+        return asyncio.run(_supervise(settings, count, banner))
+    except (OSError, StartError) as error:
+        print(f"otel-chatbot cannot start: {error}", file=sys.stderr, flush=True)
+        return 1
