@@ -35,7 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text", default=wrk.DEFAULT_TEXT, help="the message every request sends (ASCII)")
     parser.add_argument("--channel-id", default=wrk.DEFAULT_CHANNEL_ID, help="channelId of the activities")
     parser.add_argument(
-        "--sampled-ratio", type=float, default=0.05, help="share of turns traced by the ours-sampled target (0-1)"
+        "--traces-per-second",
+        type=float,
+        default=50.0,
+        help="traces per second the ours-sampled target keeps (OTEL_TRACES_SAMPLER=microsoft.rate_limited)",
     )
     soak = parser.add_argument_group("soak", "instead of the benchmark, one target at half of its maximum for long")
     soak.add_argument("--soak", type=float, metavar="SECONDS", help="soak for SECONDS (e.g. 600) and exit")
@@ -50,8 +53,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ValueError("--duration must be between 1 and 600 seconds")
     if not 0 <= args.warmup <= 120:
         raise ValueError("--warmup must be between 0 and 120 seconds")
-    if not 0 <= args.sampled_ratio <= 1:
-        raise ValueError("--sampled-ratio must be between 0 and 1")
+    if not 0 <= args.traces_per_second <= 1e6:
+        raise ValueError("--traces-per-second must be between 0 and 1000000")
     if not args.text.isascii() or not args.text.strip():
         raise ValueError("--text must be non-empty ASCII")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -67,7 +70,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         worker_connections=args.worker_connections,
         text=args.text,
         channel_id=args.channel_id,
-        sampled_ratio=args.sampled_ratio,
+        traces_per_second=args.traces_per_second,
     )
 
 
