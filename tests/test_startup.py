@@ -58,6 +58,21 @@ def child_environment(extra: Mapping[str, str], *, dotenv: bool = False) -> dict
     return env
 
 
+async def spawn_bot(cwd: Path, env: Mapping[str, str], *arguments: str) -> asyncio.subprocess.Process:
+    """`python -m bot [arguments]` with its output piped, as an operator would start it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *arguments,
+        cwd=cwd,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 class BotProcess:
     """A running `python -m bot`; stdout lines are queued and stderr collected as they arrive."""
 
@@ -74,18 +89,8 @@ class BotProcess:
         ]
 
     @classmethod
-    async def start(cls, cwd: Path, env: Mapping[str, str]) -> BotProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=cwd,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
+    async def start(cls, cwd: Path, env: Mapping[str, str], *arguments: str) -> BotProcess:
+        return cls(await spawn_bot(cwd, env, *arguments))
 
     @property
     def stderr(self) -> str:

@@ -14,7 +14,6 @@ import functools
 import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from telemetry import catalog
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
-from tests.test_startup import BotProcess, child_environment, free_ports, message_texts
+from tests.test_startup import BotProcess, child_environment, free_ports, message_texts, spawn_bot
 
 WORKERS_START_TIMEOUT = 60.0  # two interpreters importing the SDKs on a shared machine
 STOP_TIMEOUT = 60.0
@@ -279,18 +278,7 @@ async def running_workers(
     env = child_environment(
         {"PORT": str(port), "BOT_METRICS_PORT": str(metrics_port), "BOT_METRICS_BEARER_TOKEN": METRICS_TOKEN, **extra}
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *arguments,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    bot = BotProcess(process)
+    bot = await BotProcess.start(cwd, env, *arguments)
     pids: dict[str, int] = {}
     try:
         lines = await bot.banner(WORKERS_START_TIMEOUT)
@@ -473,17 +461,7 @@ async def test_workers_refuse_a_port_something_already_listens_on(tmp_path: Path
 
 
 async def _run_to_exit(cwd: Path, arguments: tuple[str, ...], env: Mapping[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *arguments,
-        cwd=cwd,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn_bot(cwd, env, *arguments)
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), WORKERS_START_TIMEOUT)
     finally:
