@@ -80,7 +80,13 @@ _PATTERN = re.compile(
         )
     )
 )
-_MAY_CONTAIN = re.compile(r"[\d@:]")
+# What every identifier that `_replace` rewrites has: an "@" (e-mail), two colons (IPv6: "::" at least) or four
+# digits (an IPv4 address has four numbers; national ids, IBANs, phone and card numbers have more). Text with none
+# of them is returned as it is without running the patterns (most attribute values: locales, versions, names).
+_WORTH_SCANNING = re.compile(r"@|:[^:]*+:|\d(?:\D*+\d){3}")
+_CACHE_LIMIT = 1024
+_CACHEABLE_LENGTH = 256
+_redacted: dict[str, str] = {}
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -112,8 +118,21 @@ def _replace(match: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """Replace identifiers in free text with placeholders such as [EMAIL] or [CARD]."""
-    if not _MAY_CONTAIN.search(text):
+    if not _WORTH_SCANNING.search(text):
         return text
+    # A turn redacts the same values several times (its activity id is on the span and on two events).
+    clean = _redacted.get(text)
+    if clean is None:
+        clean = _PATTERN.sub(_replace, text)
+        if len(text) <= _CACHEABLE_LENGTH:
+            if len(_redacted) >= _CACHE_LIMIT:  # bounded: distinct texts must not grow memory
+                _redacted.clear()
+            _redacted[text] = clean
+    return clean
+
+
+def redact_uncached(text: str) -> str:
+    """`redact` without its shortcuts: every pattern on every text (the reference the tests compare it with)."""
     return _PATTERN.sub(_replace, text)
 
 
@@ -145,18 +164,42 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+def plain_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The attributes as a dict, for reading. The SDK's BoundedAttributes is a Python MutableMapping over a dict:
+    each `in`, `get` and item through it costs a Python call; the dict inside is read directly when it is there."""
+    if not attributes:
+        return {}
+    if type(attributes) is dict:
+        return attributes
+    inner = getattr(attributes, "_dict", None)
+    return inner if isinstance(inner, dict) else dict(attributes)
+
+
+def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """`plain_attributes` of a span (ReadableSpan.attributes wraps them in a read-only proxy, one layer more)."""
+    attributes = getattr(span, "_attributes", None)
+    return plain_attributes(attributes if isinstance(attributes, Mapping) else span.attributes)
+
+
 def redact_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A redacted copy, or None when nothing had to change."""
     if not attributes:
         return None
+    plain = plain_attributes(attributes)
+    changes = _changes(plain)
+    return {**plain, **changes} if changes else None
+
+
+def _changes(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The redacted values of the attributes redaction changes, or None."""
     changed: dict[str, Any] | None = None
     for key, value in attributes.items():
         if key in _NOT_PERSONAL:
             continue
-        clean = _redact_value(value)
+        clean = redact(value) if type(value) is str else _redact_value(value)
         if clean is not value and clean != value:
             if changed is None:
-                changed = dict(attributes)
+                changed = {}
             changed[key] = clean
     return changed
 
@@ -181,7 +224,9 @@ class RedactingSpanProcessor(SpanProcessor):
 
 
 def redact_span(span: ReadableSpan) -> ReadableSpan:
-    attributes = redact_attributes(span.attributes)
+    plain = span_attributes(span)
+    changes = _changes(plain)
+    attributes = {**plain, **changes} if changes else None
     events: list[Event] | None = None
     for index, event in enumerate(span.events):
         clean = redact_attributes(event.attributes)
@@ -219,9 +264,9 @@ class RedactingLogProcessor(LogRecordProcessor):
         record = log_record.log_record
         if isinstance(record.body, str):
             record.body = redact(record.body)
-        clean = redact_attributes(record.attributes)
-        if clean is not None:
-            for key, value in clean.items():
+        changes = _changes(plain_attributes(record.attributes))
+        if changes:
+            for key, value in changes.items():
                 record.attributes[key] = value  # type: ignore[index]
 
     def shutdown(self) -> None:

@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import set_meter_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
@@ -235,11 +235,9 @@ def configure(
     counters = ExportCounters()
     azure = bool(config.connection_string)
     if azure:
-        from azure.monitor.opentelemetry.exporter import (
-            AzureMonitorLogExporter,
-            AzureMonitorMetricExporter,
-            AzureMonitorTraceExporter,
-        )
+        from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+
+        from telemetry.azure_export import FastAzureMonitorLogExporter, FastAzureMonitorTraceExporter
 
         options: dict[str, object] = {
             "connection_string": config.connection_string,
@@ -257,11 +255,11 @@ def configure(
         # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
         name = catalog.EXPORTER_AZURE_MONITOR
         storage = storage_directories(config)
-        trace_exporter = AzureMonitorTraceExporter(
+        trace_exporter = FastAzureMonitorTraceExporter(
             tracer_provider=tracer_provider, storage_directory=storage["traces"], **options
         )
         span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
-        azure_logs = AzureMonitorLogExporter(storage_directory=storage["logs"], **options)
+        azure_logs = FastAzureMonitorLogExporter(storage_directory=storage["logs"], **options)
         log_exporters.append(CountingLogExporter(azure_logs, name, counters))
         metric_exporter = CountingMetricExporter(
             AzureMonitorMetricExporter(storage_directory=storage["metrics"], **options), name, counters
@@ -277,7 +275,13 @@ def configure(
         log_exporters.append(CountingLogExporter(OTLPLogExporter(), name, counters))
         readers.append(PeriodicExportingMetricReader(CountingMetricExporter(OTLPMetricExporter(), name, counters)))
 
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=histogram_views())
+    # No exporter here sends exemplars: sampling them would cost every measurement for nothing.
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=readers,
+        views=histogram_views(),
+        exemplar_filter=AlwaysOffExemplarFilter(),
+    )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(RedactingLogProcessor())
     with processor_metrics():

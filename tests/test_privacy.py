@@ -6,8 +6,16 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry.privacy import redact, redact_attributes
+from telemetry import privacy
+from telemetry.privacy import RedactingLogProcessor, RedactingSpanProcessor, redact, redact_attributes, redact_uncached
 from tests.support.botserver import RunningBot
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
@@ -45,6 +53,59 @@ def test_keyed_hashes_are_never_mistaken_for_personal_data() -> None:
     # A hash starting with two letters and two digits has the shape of an IBAN.
     hashed = {"bot.conversation.hash": "de89370400440532013000abcdef1234", "enduser.pseudo.id": "4111111111111111"}
     assert redact_attributes(hashed) is None
+
+
+# Characters identifiers are made of, with separators and a non-ASCII digit, so that near-misses are generated too.
+_IDENTIFIER_TEXT = st.text(alphabet="0123456789abcdefxyzDEGB@.:-+/() %\u0663", max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_IDENTIFIER_TEXT)
+def test_the_shortcuts_never_change_what_redaction_returns(text: str) -> None:
+    assert redact(text) == redact_uncached(text)
+    assert redact(text) == redact_uncached(text)  # the second time from the cache
+
+
+def test_the_shortcuts_keep_every_corpus_sample_redacted() -> None:
+    for kind, values in CORPUS.items():
+        for value in values:
+            assert redact(sentences(kind, value)) == redact_uncached(sentences(kind, value)), kind
+
+
+def test_the_cache_of_redacted_texts_is_bounded() -> None:
+    for number in range(3 * privacy._CACHE_LIMIT):
+        redact(f"order {number:08d}")
+    redact("x" * privacy._CACHEABLE_LENGTH + " 1234 5678")
+    assert len(privacy._redacted) <= privacy._CACHE_LIMIT
+
+
+def test_spans_and_log_records_are_redacted_before_any_exporter_sees_them() -> None:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(spans)))
+    with tracer_provider.get_tracer("t").start_as_current_span("turn") as span:
+        span.set_attributes({"bot.message.text": "mail jane@contoso.example", "bot.locale": "en-US", "n": 3})
+        span.set_attribute("bot.conversation.hash", "de89370400440532013000abcdef1234")
+        span.add_event("step", {"text": "call +44 20 7946 0958"})
+    (exported,) = spans.get_finished_spans()
+    assert dict(exported.attributes or {}) == {
+        "bot.message.text": "mail [EMAIL]",
+        "bot.locale": "en-US",
+        "n": 3,
+        "bot.conversation.hash": "de89370400440532013000abcdef1234",
+    }
+    assert dict(exported.events[0].attributes or {}) == {"text": "call [PHONE]"}
+
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(RedactingLogProcessor())
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    logger_provider.get_logger("t").emit(
+        body="from 192.168.10.20", attributes={"text": "card 4111 1111 1111 1111", "fromId": "4111111111111111"}
+    )
+    (record,) = [data.log_record for data in logs.get_finished_logs()]
+    assert record.body == "from [IP]"
+    assert dict(record.attributes or {}) == {"text": "card [CARD]", "fromId": "4111111111111111"}
 
 
 async def test_no_sample_reaches_any_backend(
