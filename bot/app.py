@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.errors
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClient, Storage, UserState
 from botbuilder.schema import Activity
 
@@ -63,10 +64,19 @@ async def messages(request: web.Request) -> web.StreamResponse:
         runtime.turns_in_flight -= 1
 
 
+def _media_type(request: web.Request) -> str:
+    try:
+        return request.content_type
+    except (ValueError, LookupError, email.errors.MessageError):
+        # aiohttp parses the header with the stdlib e-mail parser, which fails on some malformed values (";0*").
+        return request.headers.get(hdrs.CONTENT_TYPE, "")
+
+
 async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResponse:
-    if request.content_type != "application/json":
+    media_type = _media_type(request)
+    if media_type != "application/json":
         return error_response(
-            415, catalog.REJECT_MEDIA_TYPE, f"Content-Type must be application/json, got {request.content_type!r}"
+            415, catalog.REJECT_MEDIA_TYPE, f"Content-Type must be application/json, got {media_type!r}"
         )
     limit = runtime.settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:

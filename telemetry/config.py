@@ -14,7 +14,7 @@ DEFAULT_SERVICE_NAME = "otel-chatbot"
 DEFAULT_ENVIRONMENT = "development"
 
 # The Azure Monitor distro's names for its samplers, accepted in OTEL_TRACES_SAMPLER with the same arguments.
-RATE_LIMITED_SAMPLER = "microsoft.rate_limited"  # argument: traces per second (default 5)
+RATE_LIMITED_SAMPLER = "microsoft.rate_limited"  # argument: traces per second
 FIXED_PERCENTAGE_SAMPLER = "microsoft.fixed_percentage"  # argument: ratio 0..1, like traceidratio
 SAMPLERS = (
     "always_on",
@@ -26,7 +26,9 @@ SAMPLERS = (
     RATE_LIMITED_SAMPLER,
     FIXED_PERCENTAGE_SAMPLER,
 )
-DEFAULT_TRACES_PER_SECOND = 5.0
+# Every turn is traced up to this rate; beyond it the share traced adapts so that tracing costs no more than this.
+DEFAULT_SAMPLER = RATE_LIMITED_SAMPLER
+DEFAULT_TRACES_PER_SECOND = 100.0
 
 
 class ConfigError(ValueError):
@@ -136,8 +138,8 @@ class TelemetryConfig:
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     connection_string: str | None = None
     otlp_endpoint: str | None = None
-    sampler: str = "parentbased_always_on"
-    sampler_ratio: float = 1.0  # traces per second for the rate-limited sampler
+    sampler: str = DEFAULT_SAMPLER
+    sampler_ratio: float = DEFAULT_TRACES_PER_SECOND  # a ratio, or traces per second for the rate-limited sampler
     log_personal_information: bool = False
     hash_key: bytes | None = None
     log_level: int = logging.INFO
@@ -160,7 +162,7 @@ class TelemetryConfig:
         connection_string = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None
         if connection_string:
             parse_connection_string(connection_string)
-        sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+        sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or DEFAULT_SAMPLER
         if sampler not in SAMPLERS:
             raise ConfigError("OTEL_TRACES_SAMPLER", f"expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if sampler == RATE_LIMITED_SAMPLER:

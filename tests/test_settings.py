@@ -31,8 +31,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
 def test_telemetry_defaults() -> None:
     config = TelemetryConfig.from_env({})
     assert config.service_name == "otel-chatbot"
-    assert config.sampler == "parentbased_always_on"
-    assert config.sampler_ratio == 1.0
+    assert (config.sampler, config.sampler_ratio) == ("microsoft.rate_limited", 100.0)
     assert config.log_personal_information is False  # message text is not exported unless opted in
     assert config.connection_string is None
     assert config.otlp_endpoint is None
@@ -86,7 +85,11 @@ TELEMETRY_ERRORS = [
         id="connection-string-garbage",
     ),
     pytest.param({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER", id="sampler-unknown"),
-    pytest.param({"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG", id="sampler-arg-above-one"),
+    pytest.param(
+        {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+        "OTEL_TRACES_SAMPLER_ARG",
+        id="sampler-arg-above-one",
+    ),
     pytest.param({"OTEL_TRACES_SAMPLER_ARG": "x"}, "OTEL_TRACES_SAMPLER_ARG", id="sampler-arg-not-a-number"),
     pytest.param(
         {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": "-1"},
@@ -269,4 +272,4 @@ def test_the_rate_limited_sampler_takes_traces_per_second() -> None:
     )
     assert (limited.sampler, limited.sampler_ratio) == ("microsoft.rate_limited", 250.0)
     default = TelemetryConfig.from_env({"OTEL_TRACES_SAMPLER": "microsoft.rate_limited"})
-    assert default.sampler_ratio == 5.0  # the Azure Monitor distro's default
+    assert default.sampler_ratio == 100.0

@@ -155,6 +155,29 @@ async def test_the_rate_limited_sampler_caps_traces_while_every_turn_is_counted(
     assert all(isinstance(rate, float) and rate < 100.0 for rate in rates[1:]), rates
 
 
+async def test_a_turn_kept_by_the_rate_limited_sampler_keeps_its_replies(
+    azure_sdk_offline: None, channel: ChannelStandIn
+) -> None:
+    turns = 120
+    env = {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": "20"}
+    async with running_bot(env) as bot:
+        async with EmulatorClient(bot.messages_url, channel.service_url) as emulator:
+            for sent in range(1, turns + 1):
+                assert (await emulator.send("what metrics are there?")).status == 201
+                await channel.wait_for_replies_async(emulator.conversation_id, 2 * sent)
+        bot.flush()
+    spans = bot.spans.get_finished_spans()
+    servers = {span.context.span_id: span for span in spans if span.kind is SpanKind.SERVER}
+    clients = [span for span in spans if span.kind is SpanKind.CLIENT]
+    assert 0 < len(servers) < turns
+    # The answer and the Emulator trace activity of every kept turn, each with its turn's sample rate.
+    assert len(clients) == 2 * len(servers)
+    for client in clients:
+        assert client.parent is not None
+        parent = servers[client.parent.span_id]
+        assert (client.attributes or {}).get("_MS.sampleRate") == (parent.attributes or {}).get("_MS.sampleRate")
+
+
 async def test_azure_custom_metrics_carry_the_same_numbers_as_prometheus(
     bot: RunningBot, ingestion: IngestionStandIn
 ) -> None:

@@ -37,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--traces-per-second",
         type=float,
-        default=50.0,
-        help="traces per second the ours-sampled target keeps (OTEL_TRACES_SAMPLER=microsoft.rate_limited)",
+        default=100.0,
+        help="traces per second the ours-sampled target keeps (the bot's default sampler, microsoft.rate_limited)",
     )
     soak = parser.add_argument_group("soak", "instead of the benchmark, one target at half of its maximum for long")
     soak.add_argument("--soak", type=float, metavar="SECONDS", help="soak for SECONDS (e.g. 600) and exit")

@@ -11,8 +11,8 @@ Targets (docs/performance.md):
   scraped;
 - `ours-untuned`: `ours-on` without the start-up settings (`BOT_TUNE_RUNTIME=false`: no `gc.freeze()`, the
   default thread switch interval), to measure what they bring;
-- `ours-sampled`: `ours-on` with traces capped by rate (`OTEL_TRACES_SAMPLER=microsoft.rate_limited`, 50 traces/s by
-  default): what the bot costs when, under overload, only so many turns a second are traced (metrics still count
+- `ours-sampled`: `ours-on` with the bot's default sampler, traces capped by rate (`microsoft.rate_limited`, 100
+  traces/s): every turn traced up to that rate, beyond it (overload) only so many a second (metrics still count
   every turn);
 - worker runs: `python -m bot --workers N`, full telemetry.
 """
@@ -77,7 +77,7 @@ class Plan:
     conversations: int = 1024
     text: str = wrk.DEFAULT_TEXT
     channel_id: str = wrk.DEFAULT_CHANNEL_ID
-    traces_per_second: float = 50.0
+    traces_per_second: float = 100.0
 
 
 @dataclass

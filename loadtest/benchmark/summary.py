@@ -19,7 +19,7 @@ VARIANT_NAMES = {
     "ours-off": "ours (telemetry off)",
     "ours-on": "ours (full telemetry, 100 % traced)",
     "ours-untuned": "ours (full telemetry, 100 % traced, start-up settings off)",
-    "ours-sampled": "ours (full telemetry, traces capped by rate as under overload)",
+    "ours-sampled": "ours (full telemetry, default sampler: traces capped by rate under overload)",
 }
 
 Run = dict[str, Any]

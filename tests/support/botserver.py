@@ -71,7 +71,13 @@ class RunningBot:
 
 
 def settings_from(env: Mapping[str, str]) -> Settings:
-    base = {"PORT": "0", "BOT_METRICS_PORT": "0", "BOT_TELEMETRY_HASH_KEY": "test-key"}
+    # Every turn traced (the default caps traces per second): tests look at each turn's spans.
+    base = {
+        "PORT": "0",
+        "BOT_METRICS_PORT": "0",
+        "BOT_TELEMETRY_HASH_KEY": "test-key",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    }
     return Settings.from_env({**base, **env})
 
 
