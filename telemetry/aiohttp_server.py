@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from telemetry import catalog
-from telemetry.instruments import Instruments
+from telemetry.instruments import Instruments, Labels
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _propagator = TraceContextTextMapPropagator()
@@ -30,6 +30,22 @@ def _route(request: web.Request) -> str | None:
     return info.canonical if info is not None else None
 
 
+def _request_attributes(request: web.Request, method: str, route: str | None) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        catalog.HTTP_METHOD: method,
+        "url.scheme": request.scheme,
+        "url.path": request.path,
+        "server.address": request.host.split(":")[0],
+        "network.protocol.version": f"{request.version.major}.{request.version.minor}",
+    }
+    if route:
+        attributes[catalog.HTTP_ROUTE] = route
+    user_agent = request.headers.get("User-Agent")
+    if user_agent:
+        attributes["user_agent.original"] = user_agent[:256]
+    return attributes
+
+
 def server_middleware(
     tracer: trace.Tracer, instruments: Instruments, untraced: Collection[str] = UNTRACED_PATHS
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
@@ -39,37 +55,30 @@ def server_middleware(
             return await handler(request)
         route = _route(request)
         method = request.method if request.method in _KNOWN_METHODS else "_OTHER"
-        attributes: dict[str, str | int] = {
-            catalog.HTTP_METHOD: method,
-            "url.scheme": request.scheme,
-            "url.path": request.path,
-            "server.address": request.host.split(":")[0],
-            "network.protocol.version": f"{request.version.major}.{request.version.minor}",
-        }
-        if route:
-            attributes[catalog.HTTP_ROUTE] = route
-        user_agent = request.headers.get("User-Agent")
-        if user_agent:
-            attributes["user_agent.original"] = user_agent[:256]
         name = f"{method} {route}" if route else method
         parent = _propagator.extract(request.headers)
         start = time.perf_counter()
         status: int = 500
         error_type: str | None = None
+        # The request's attributes are set once the sampler has decided (none of ours reads them): an untraced
+        # request does not compute them.
         with tracer.start_as_current_span(
             name,
             context=parent,
             kind=trace.SpanKind.SERVER,
-            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            traced = span.is_recording()
+            if traced:
+                span.set_attributes(_request_attributes(request, method, route))
             try:
                 response = await handler(request)
                 status = response.status
                 rejection = response.get(REJECTION)
                 if rejection:
-                    span.set_attribute(catalog.REJECTION_REASON, rejection)
+                    if traced:
+                        span.set_attribute(catalog.REJECTION_REASON, rejection)
                     instruments.requests_rejected.add(
                         1, {catalog.REJECTION_REASON: rejection, catalog.HTTP_STATUS: status}
                     )
@@ -82,17 +91,19 @@ def server_middleware(
                 span.record_exception(exc)
                 raise
             finally:
-                span.set_attribute(catalog.HTTP_STATUS, status)
                 if status >= 500:
                     error_type = error_type or str(status)
-                    span.set_status(trace.Status(trace.StatusCode.ERROR))
-                    span.set_attribute(catalog.ERROR_TYPE, error_type)
-                metric_attributes: dict[str, str | int] = {catalog.HTTP_METHOD: method, catalog.HTTP_STATUS: status}
+                if traced:
+                    span.set_attribute(catalog.HTTP_STATUS, status)
+                    if status >= 500:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR))
+                        span.set_attribute(catalog.ERROR_TYPE, error_type or str(status))
+                labels: Labels = ((catalog.HTTP_METHOD, method), (catalog.HTTP_STATUS, status))
                 if route:
-                    metric_attributes[catalog.HTTP_ROUTE] = route
+                    labels += ((catalog.HTTP_ROUTE, route),)
                 if error_type:
-                    metric_attributes[catalog.ERROR_TYPE] = error_type
-                instruments.http_server_duration.record(time.perf_counter() - start, metric_attributes)
+                    labels += ((catalog.ERROR_TYPE, error_type),)
+                instruments.record_http_server_duration(time.perf_counter() - start, labels)
 
     return middleware
 

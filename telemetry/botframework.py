@@ -21,7 +21,7 @@ from botframework.connector import Channels
 from opentelemetry import trace
 
 from telemetry import catalog
-from telemetry.instruments import Instruments
+from telemetry.instruments import Instruments, Labels
 from telemetry.privacy import redact
 from telemetry.setup import Telemetry
 
@@ -49,6 +49,8 @@ _ACTIVITY_TYPES = frozenset(kind.value for kind in ActivityTypes)
 def _bounded(value: object, known: frozenset[str]) -> str:
     """A metric label from request data: one of the known Bot Framework values, else `other` (or `unknown`), so
     a client cannot create new series by sending made-up channel ids or activity types."""
+    if type(value) is str and value in known:
+        return value
     if value is None or value == "":
         return "unknown"
     text = str(getattr(value, "value", value))  # botbuilder's enums by value: `message`, not `ActivityTypes.message`
@@ -133,7 +135,7 @@ class TurnTelemetryMiddleware(Middleware):
         if conversation:
             self._instruments.active_conversations.touch(conversation)
         if activity_type == ActivityTypes.message:
-            self._instruments.messages_received.add(1, {catalog.CHANNEL: channel})
+            self._instruments.count_message_received(1, ((catalog.CHANNEL, channel),))
         try:
             await logic()
         except Exception as error:
@@ -149,14 +151,14 @@ class TurnTelemetryMiddleware(Middleware):
             intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
             if intent not in catalog.INTENTS:
                 intent = catalog.INTENT_NONE
-            labels = {
-                catalog.CHANNEL: channel,
-                catalog.ACTIVITY_TYPE: activity_type,
-                catalog.INTENT: intent,
-                catalog.OUTCOME: outcome,
-            }
-            self._instruments.turns.add(1, labels)
-            self._instruments.turn_duration.record(elapsed, labels)
+            labels = (
+                (catalog.CHANNEL, channel),
+                (catalog.ACTIVITY_TYPE, activity_type),
+                (catalog.INTENT, intent),
+                (catalog.OUTCOME, outcome),
+            )
+            self._instruments.count_turn(1, labels)
+            self._instruments.record_turn_duration(elapsed, labels)
             if traced:
                 ending: dict[str, str | int] = {catalog.INTENT: intent, catalog.OUTCOME: outcome}
                 dialog_id = record.dialog_id or context.turn_state.get(catalog.TURN_STATE_DIALOG)
@@ -212,7 +214,8 @@ class TurnTelemetryMiddleware(Middleware):
         conversation: str | None = None
         for activity in activities:
             activity_type = _activity_type(activity)
-            self._instruments.messages_sent.add(1, {catalog.CHANNEL: channel, catalog.ACTIVITY_TYPE: activity_type})
+            labels = ((catalog.CHANNEL, channel), (catalog.ACTIVITY_TYPE, activity_type))
+            self._instruments.count_message_sent(1, labels)
             if activity_type == ActivityTypes.trace:
                 continue
             if record is not None:
@@ -242,10 +245,10 @@ def reply_timing(instruments: Instruments) -> aiohttp.TraceConfig:
 
     def record(context: SimpleNamespace, error_type: str | None) -> None:
         channel = (context.trace_request_ctx or {}).get("channel")
-        labels = {catalog.CHANNEL: _bounded(channel, _CHANNELS)}
+        labels: Labels = ((catalog.CHANNEL, _bounded(channel, _CHANNELS)),)
         if error_type:
-            labels[catalog.ERROR_TYPE] = error_type
-        instruments.channel_reply_duration.record(time.perf_counter() - context.reply_started, labels)
+            labels += ((catalog.ERROR_TYPE, error_type),)
+        instruments.record_channel_reply_duration(time.perf_counter() - context.reply_started, labels)
 
     async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
         context.reply_started = time.perf_counter()
@@ -279,27 +282,32 @@ class OpenTelemetryBotTelemetryClient(BotTelemetryClient):
         record = _current_turn.get()
         channel = record.channel if record else "unknown"
         dialog_id = str(properties.get("DialogId", ""))
-        step = str(properties.get("StepName", ""))
         span = trace.get_current_span()
+        traced = span.is_recording()
         if name == catalog.EVENT_WATERFALL_START.name:
-            self._instruments.dialogs_started.add(1, {catalog.DIALOG_ID: dialog_id})
+            self._instruments.count_dialog_started(1, ((catalog.DIALOG_ID, dialog_id),))
             if record is not None:
                 record.dialog_id = record.dialog_id or dialog_id
         elif name == catalog.EVENT_WATERFALL_STEP.name:
-            span.add_event(catalog.SPAN_EVENT_DIALOG_STEP, {catalog.DIALOG_ID: dialog_id, catalog.DIALOG_STEP: step})
+            if traced:
+                step = str(properties.get("StepName", ""))
+                span.add_event(
+                    catalog.SPAN_EVENT_DIALOG_STEP, {catalog.DIALOG_ID: dialog_id, catalog.DIALOG_STEP: step}
+                )
             if record is not None:
                 record.dialog_id = record.dialog_id or dialog_id
         elif name == catalog.EVENT_WATERFALL_COMPLETE.name:
-            self._instruments.dialogs_completed.add(1, {catalog.DIALOG_ID: dialog_id})
+            self._instruments.count_dialog_completed(1, ((catalog.DIALOG_ID, dialog_id),))
         elif name == catalog.EVENT_WATERFALL_CANCEL.name:
-            self._instruments.dialogs_cancelled.add(1, {catalog.DIALOG_ID: dialog_id})
+            self._instruments.count_dialog_cancelled(1, ((catalog.DIALOG_ID, dialog_id),))
         elif name == catalog.EVENT_KNOWLEDGE_ANSWER.name:
             topic = str(properties.get("topic", ""))
-            self._instruments.knowledge_answers.add(1, {catalog.CHANNEL: channel, catalog.KNOWLEDGE_TOPIC: topic})
-            span.set_attribute(catalog.KNOWLEDGE_TOPIC, topic)
+            self._instruments.count_knowledge_answer(1, ((catalog.CHANNEL, channel), (catalog.KNOWLEDGE_TOPIC, topic)))
+            if traced:
+                span.set_attribute(catalog.KNOWLEDGE_TOPIC, topic)
         elif name == catalog.EVENT_KNOWLEDGE_FALLBACK.name:
-            self._instruments.knowledge_fallbacks.add(1, {catalog.CHANNEL: channel})
-        if span.is_recording():  # events go where the turn's trace goes (see TurnTelemetryMiddleware)
+            self._instruments.count_knowledge_fallback(1, ((catalog.CHANNEL, channel),))
+        if traced:  # events go where the turn's trace goes (see TurnTelemetryMiddleware)
             # InstanceId is a random id per dialog run: useful to join steps, useless as a dimension, so it stays.
             event = {key: str(value) for key, value in properties.items()}
             self._telemetry.emit_event(name, event)
