@@ -67,10 +67,10 @@ def test_a_state_file_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
 
 def test_each_worker_gets_its_own_instance_id_and_the_shared_state_and_hash_key() -> None:
     base = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.instance.id=bot-a", "BOT_WORKERS": "2"}
-    env = worker_environment(base, 1, "/tmp/state.db", "token", "key")
+    env = worker_environment(base, 1, "data/state.db", "token", "key")
     assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=prod,service.instance.id=bot-a-w1"
     assert (env["BOT_STATE_DB"], env["BOT_METRICS_BEARER_TOKEN"], env["BOT_TELEMETRY_HASH_KEY"]) == (
-        "/tmp/state.db",
+        "data/state.db",
         "token",
         "key",
     )
