@@ -106,11 +106,12 @@ class SampleRateRecordingSampler(Sampler):
 
 
 class WholeTurnSampler(Sampler):
-    """Spans inside a turn (its replies) share the turn's decision and sample rate; a turn itself is decided by
-    `turns`, whatever the caller's traceparent says, so no caller can lift the cap on traces per second.
+    """Spans inside a turn (its replies) share the turn's decision and sample rate; a turn itself (no parent, or a
+    caller's traceparent) is decided by `turns`.
 
-    The rate-limited sampler alone decides a child again when its parent was kept at 100 % (no sample rate on it):
-    once the rate drops below 100 %, a kept turn could lose its reply spans."""
+    Without it, the rate-limited sampler decides a child again when its parent was kept at 100 % (no sample rate on
+    it), so once the rate drops a kept turn could lose its reply spans; and `ParentBased` keeps the children of a
+    kept turn without its sample rate, so Application Insights would count their dependencies unscaled."""
 
     def __init__(self, turns: Sampler) -> None:
         self._turns = turns
@@ -143,20 +144,23 @@ class WholeTurnSampler(Sampler):
 def build_sampler(config: TelemetryConfig) -> Sampler:
     from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, RateLimitedSampler
 
+    turns: Sampler
+    base = config.sampler.removeprefix("parentbased_")
     if config.sampler == RATE_LIMITED_SAMPLER:
         # As many traces per second as the argument, whatever the load; it records the share it keeps on each span.
-        return WholeTurnSampler(RateLimitedSampler(config.sampler_ratio))
-    root: Sampler
-    base = config.sampler.removeprefix("parentbased_")
-    if base == "always_on":
-        root = ALWAYS_ON
+        # It ignores a caller's sampled flag, so no caller can lift the cap.
+        turns = RateLimitedSampler(config.sampler_ratio)
+    elif config.sampler == FIXED_PERCENTAGE_SAMPLER:
+        turns = ApplicationInsightsSampler(config.sampler_ratio)
+    elif base == "always_on":
+        turns = ALWAYS_ON
     elif base == "always_off":
-        root = ALWAYS_OFF
-    elif base == FIXED_PERCENTAGE_SAMPLER:
-        return ApplicationInsightsSampler(config.sampler_ratio)
+        turns = ALWAYS_OFF
     else:
-        root = SampleRateRecordingSampler(TraceIdRatioBased(config.sampler_ratio), config.sampler_ratio * 100)
-    return ParentBased(root) if config.sampler.startswith("parentbased_") else root
+        turns = SampleRateRecordingSampler(TraceIdRatioBased(config.sampler_ratio), config.sampler_ratio * 100)
+    if config.sampler.startswith("parentbased_"):
+        turns = ParentBased(turns)  # a caller's traceparent decides
+    return WholeTurnSampler(turns)
 
 
 def histogram_views() -> list[View]:

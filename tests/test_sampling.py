@@ -75,3 +75,23 @@ def test_a_callers_sampled_flag_does_not_lift_the_cap(clock: Clock) -> None:
             kept += turn.is_recording()
     assert kept < 100
     provider.shutdown()
+
+
+@pytest.mark.parametrize("sampler", ["traceidratio", "parentbased_traceidratio", "microsoft.fixed_percentage"])
+def test_the_replies_of_a_sampled_turn_carry_its_sample_rate(sampler: str) -> None:
+    config = TelemetryConfig.from_env({"OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": "0.5"})
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=build_sampler(config))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = provider.get_tracer("test")
+    for _ in range(40):
+        with tracer.start_as_current_span("turn", context=Context()):
+            tracer.start_span("reply").end()
+    finished = spans.get_finished_spans()
+    turns = [span for span in finished if span.name == "turn"]
+    replies = [span for span in finished if span.name == "reply"]
+    assert 0 < len(turns) < 40
+    assert len(replies) == len(turns)  # a reply is kept exactly when its turn is
+    # Application Insights counts each of them as 100 / 50 = 2 requests or dependencies.
+    assert {(span.attributes or {}).get(SAMPLE_RATE_ATTRIBUTE) for span in finished} == {50.0}
+    provider.shutdown()
