@@ -77,10 +77,9 @@ def test_recorders_give_every_reader_what_the_sdk_would() -> None:
     assert _points(fast_cumulative)[("turns", tuple(sorted(WEBCHAT)))] == (72,)
 
 
-def test_only_the_first_measurement_of_a_label_set_takes_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    provider = _provider(InMemoryMetricReader(), _delta())
-    counter = provider.get_meter("test").create_counter("turns")
-    consumer: Any = getattr(counter, "_measurement_consumer")  # noqa: B009 - the SDK's, read to count its calls
+def _sdk_calls(counter: object, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The measurements that will reach the SDK's own path for `counter` (its consumer, read to count them)."""
+    consumer: Any = getattr(counter, "_measurement_consumer")  # noqa: B009 - the SDK's, not part of its API
     calls: list[object] = []
     consume = consumer.consume_measurement
 
@@ -89,6 +88,13 @@ def test_only_the_first_measurement_of_a_label_set_takes_the_sdk_path(monkeypatc
         consume(measurement)
 
     monkeypatch.setattr(consumer, "consume_measurement", counted)
+    return calls
+
+
+def test_only_the_first_measurement_of_a_label_set_takes_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = _provider(InMemoryMetricReader(), _delta())
+    counter = provider.get_meter("test").create_counter("turns")
+    calls = _sdk_calls(counter, monkeypatch)
     count = Recorder(counter)
     for _ in range(5):
         count(1, WEBCHAT)
@@ -130,15 +136,7 @@ def test_without_the_shortcut_every_measurement_takes_the_sdk_path(
         monkeypatch.setattr(instruments, "_hash_attributes", None)
         provider = _provider(reader)
     counter = provider.get_meter("test").create_counter("turns")
-    consumer: Any = getattr(counter, "_measurement_consumer")  # noqa: B009
-    calls: list[object] = []
-    consume = consumer.consume_measurement
-
-    def counted(measurement: object) -> None:
-        calls.append(measurement)
-        consume(measurement)
-
-    monkeypatch.setattr(consumer, "consume_measurement", counted)
+    calls = _sdk_calls(counter, monkeypatch)
     count = Recorder(counter)
     for _ in range(3):
         count(1, WEBCHAT)

@@ -175,29 +175,34 @@ class Benchmark:
 
     # -- orchestration
 
-    def run(self) -> dict[str, Any]:
-        plan = self.plan
+    def prepare(self, stack: contextlib.ExitStack) -> tuple[CountingStandIn, Service, str]:
+        """Folders, this process on the load generator's cores, the ingestion stand-in and the channel (stopped
+        with `stack`): what every run needs. Returns the stand-in, the channel and the channel's serviceUrl."""
         for directory in (self.work_dir, self.logs_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        pin(self.layout.load_cpus)
+        stand_in = stack.enter_context(CountingStandIn())
+        receiver_port = free_port()
+        receiver = Service(
+            "receiver",
+            [sys.executable, "-m", "loadtest.benchmark.receiver", str(receiver_port)],
+            self._environment(stand_in),
+            self.logs_dir / "receiver.log",
+            PROJECT_ROOT,
+            self.layout.load_cpus,
+            receiver_port,
+        )
+        stack.callback(receiver.stop)
+        receiver.wait_ready(receiver_port, "/count")
+        return stand_in, receiver, f"http://127.0.0.1:{receiver_port}"
+
+    def run(self) -> dict[str, Any]:
+        plan = self.plan
         if wrk.find_wrk() is None:
             raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
-        pin(self.layout.load_cpus)
         say(f"layout: {self.layout.note}; results in {plan.out_dir}")
         with contextlib.ExitStack() as stack:
-            stand_in = stack.enter_context(CountingStandIn())
-            receiver_port = free_port()
-            receiver = Service(
-                "receiver",
-                [sys.executable, "-m", "loadtest.benchmark.receiver", str(receiver_port)],
-                self._environment(stand_in),
-                self.logs_dir / "receiver.log",
-                PROJECT_ROOT,
-                self.layout.load_cpus,
-                receiver_port,
-            )
-            stack.callback(receiver.stop)
-            receiver.wait_ready(receiver_port, "/count")
-            service_url = f"http://127.0.0.1:{receiver_port}"
+            stand_in, receiver, service_url = self.prepare(stack)
             for target in plan.targets:
                 self._bench_target(target, None, stand_in, receiver, service_url)
             for count in plan.workers:

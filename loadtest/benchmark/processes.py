@@ -3,6 +3,7 @@ them. Every wait is bounded; a process is only ever stopped through the handle t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import IO
 
 import psutil
+from aiohttp import web
+
+from loadtest.localbot import terminate
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 60.0
@@ -113,15 +117,9 @@ class Service:
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
         """SIGTERM (the bot flushes its telemetry), then SIGKILL if it is still there after `timeout`."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        returncode = terminate(self.process, timeout)
         self._log.close()
-        return self.process.returncode
+        return returncode
 
     def log_tail(self, lines: int = 25) -> str:
         self._log.flush()
@@ -201,3 +199,20 @@ class CpuWindow:
         busy = times.user + times.system + getattr(times, "nice", 0.0)
         own = os.times()
         return cls(busy, own.user + own.system + own.children_user + own.children_system)
+
+
+async def serve_until_stopped(
+    runner: web.BaseRunner, host: str, port: int, banner: str, reuse_port: bool = False
+) -> None:
+    """Serve `runner` on host:port, print `banner` once listening, and return after SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        print(banner, flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -12,11 +12,11 @@ import argparse
 import asyncio
 import itertools
 import json
-import signal
 import sys
 
 from aiohttp import web
 
+from loadtest.benchmark.processes import serve_until_stopped
 from loadtest.standins import TRACK_PATH
 
 
@@ -50,17 +50,7 @@ class Receiver:
 async def serve(host: str, port: int) -> None:
     receiver = Receiver()
     runner = web.ServerRunner(web.Server(receiver.handle, access_log=None), handle_signals=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        print(f"receiver listening on http://{host}:{port}", flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(runner, host, port, f"receiver listening on http://{host}:{port}")
 
 
 def main(argv: list[str] | None = None) -> int:

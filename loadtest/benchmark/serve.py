@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from aiohttp import web
+
+from loadtest.benchmark.processes import serve_until_stopped
 
 SERVED = ("bare", "stock", "ours-off")
 
@@ -34,17 +35,8 @@ def build(target: str) -> web.Application:
 
 async def serve(target: str, host: str, port: int) -> None:
     runner = web.AppRunner(build(target), handle_signals=False, access_log=None)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_port=True).start()
-        print(f"{target} listening on http://{host}:{port}/api/messages", flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    banner = f"{target} listening on http://{host}:{port}/api/messages"
+    await serve_until_stopped(runner, host, port, banner, reuse_port=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ resident memory grew after the warm-up. Writes soak.json, soak.md and soak-rss.c
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,14 +16,12 @@ from typing import Any
 from loadtest.benchmark import wrk
 from loadtest.benchmark.harness import (
     LABELS,
-    PROJECT_ROOT,
     Benchmark,
-    CountingStandIn,
     Plan,
     machine,
     say,
 )
-from loadtest.benchmark.processes import RssSampler, Service, free_port, pin
+from loadtest.benchmark.processes import RssSampler, Service, free_port
 
 TARGET_RSS_GROWTH = 0.10
 PROBE_SECONDS = 10.0
@@ -52,25 +49,9 @@ class SoakResult:
 
 def run_soak(plan: Plan, target: str, seconds: float, warmup: float, rate: float | None) -> dict[str, Any]:
     bench = Benchmark(plan)
-    for directory in (bench.work_dir, bench.logs_dir):
-        directory.mkdir(parents=True, exist_ok=True)
     transport = plan.transports[0]
-    pin(bench.layout.load_cpus)
     with contextlib.ExitStack() as stack:
-        stand_in = stack.enter_context(CountingStandIn())
-        receiver_port = free_port()
-        receiver = Service(
-            "receiver",
-            [sys.executable, "-m", "loadtest.benchmark.receiver", str(receiver_port)],
-            bench._environment(stand_in),
-            bench.logs_dir / "receiver.log",
-            PROJECT_ROOT,
-            bench.layout.load_cpus,
-            receiver_port,
-        )
-        stack.callback(receiver.stop)
-        receiver.wait_ready(receiver_port, "/count")
-        service_url = f"http://127.0.0.1:{receiver_port}"
+        stand_in, _, service_url = bench.prepare(stack)
         port = free_port()
         metrics_port = free_port()
         command, ready = bench._command(target, port, None)
