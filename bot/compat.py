@@ -21,6 +21,7 @@
    attribute through several layers of dispatch for each activity: parsing the request and serialising the replies
    cost about a third of a turn. The codec converts botbuilder's schema models with a per-class plan built once;
    whatever it is not sure to convert exactly as msrest would (wrong types, unusual shapes) goes to msrest itself.
+   Timestamps of the usual shape are parsed with `datetime` instead of isodate (5 µs instead of 25, twice a request).
 8. `patch_bot_state_fingerprint`: `BotState` finds out whether a turn changed the conversation or user state by
    comparing `str(jsonpickle.Pickler().flatten(state))` before and after, computed four times per turn and state:
    a sixth of a turn. A pickle of the state tells the same (equal pickles, equal state); a state pickle refuses is
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import re
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from enum import Enum
@@ -42,6 +44,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import isodate
 import requests
 from botbuilder.core import CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.core.bot_adapter import BotAdapter
@@ -343,6 +346,33 @@ _STR, _BOOL, _INT, _ISO, _OBJECT, _MODEL, _MODEL_LIST, _STR_LIST, _MODEL_DICT = 
 _BASIC_KINDS = {"str": _STR, "bool": _BOOL, "int": _INT, "iso-8601": _ISO, "object": _OBJECT, "[str]": _STR_LIST}
 
 
+# An activity's timestamps as channels write them: msrest parses them with isodate (~25 µs each, two per request).
+_TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:(Z)|([+-])(\d\d):(\d\d))\Z")
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """`Deserializer.deserialize_iso(text)` for the common shape (the same value, with isodate's time zone objects),
+    or None for anything else: other shapes, out-of-range fields, and years at the edges msrest checks."""
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zulu, sign, zone_hours, zone_minutes = match.groups()
+    if not 1 < int(year) < 9999:
+        return None
+    if zulu:
+        zone: Any = isodate.UTC
+    else:
+        direction = -1 if sign == "-" else 1
+        zone = isodate.FixedOffset(direction * int(zone_hours), direction * int(zone_minutes), text[-6:])
+    microseconds = int(fraction.ljust(6, "0")) if fraction else 0
+    try:
+        parsed = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), microseconds, zone)
+        parsed.utctimetuple()  # msrest's check: the offset and the instant in UTC must be valid
+    except (ValueError, OverflowError):
+        return None
+    return parsed
+
+
 class _Plan:
     """How one schema class maps to JSON: (attribute, JSON key, kind, model class) for each field, in msrest's
     order, and the JSON keys msrest knows (any other key of a request ends up in `additional_properties`)."""
@@ -450,7 +480,7 @@ class SchemaCodec:
             }
         try:
             if kind == _ISO and kind_of_value is str:
-                return Deserializer.deserialize_iso(value)
+                return parse_timestamp(value) or Deserializer.deserialize_iso(value)
             if kind == _OBJECT:
                 return self._msrest_deserializers[model].deserialize_object(value)
         except Exception as error:
