@@ -30,6 +30,7 @@ class ChatAdapter(compat.AsyncChannelReplies, compat.FastTurnResults, CloudAdapt
         compat.patch_msrest_retry_policy()
         compat.patch_bot_state_fingerprint()
         compat.patch_openid_metadata_fetch()
+        compat.patch_outgoing_activity_copy()
         authentication = ConfigurationBotFrameworkAuthentication(settings.botbuilder_configuration())
         super().__init__(compat.CachingBotFrameworkAuthentication(authentication))
         self.channel_session = channel_session

@@ -29,11 +29,16 @@
 9. `patch_openid_metadata_fetch`: the signing keys of Bot Framework tokens are fetched with a blocking
    `requests.get` on the event loop and no timeout (first authenticated request, then daily): a slow metadata
    endpoint freezes every conversation. The fetch runs in a worker thread with a timeout instead.
+10. `patch_outgoing_activity_copy`: `TurnContext.send_activities` deep-copies every outgoing activity with
+   `copy.deepcopy`, which walks each of an Activity's ~50 attributes through its generic dispatch: ~150 µs for a
+   reply with suggested actions, a tenth of a turn. `copy_activity` makes the same copy (shared references and
+   cycles kept, via the same memo) for schema models, lists and dicts, and hands anything else to `copy.deepcopy`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import pickle
 import re
 from collections import OrderedDict
@@ -47,6 +52,7 @@ import aiohttp
 import isodate
 import requests
 from botbuilder.core import CloudAdapterBase, InvokeResponse, TurnContext
+from botbuilder.core import turn_context as botbuilder_turn_context
 from botbuilder.core.bot_adapter import BotAdapter
 from botbuilder.core.bot_state import CachedBotState
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes, ExpectedReplies, ResourceResponse
@@ -108,6 +114,66 @@ async def _refresh_off_the_loop(self: _OpenIdMetadata) -> None:
 
 def patch_openid_metadata_fetch() -> None:
     _OpenIdMetadata._refresh = _refresh_off_the_loop
+
+
+# ---- 10. outgoing activities copied without copy.deepcopy's generic dispatch -------------------------------------
+
+# Immutable values a deep copy returns as they are.
+_SHARED_TYPES = frozenset({str, int, float, bool, type(None), bytes, complex})
+_PLAIN_MODELS: dict[type, bool] = {}
+
+
+def _is_plain_model(kind: type) -> bool:
+    """An msrest model whose deep copy is its class plus a deep copy of its `__dict__` (no copy hooks of its own)."""
+    plain = _PLAIN_MODELS.get(kind)
+    if plain is None:
+        hooks = ("__deepcopy__", "__setstate__", "__slots__", "__getnewargs__", "__getnewargs_ex__")
+        plain = _PLAIN_MODELS[kind] = (
+            issubclass(kind, Model)
+            and kind.__reduce_ex__ is object.__reduce_ex__
+            and kind.__reduce__ is object.__reduce__
+            and kind.__new__ is object.__new__
+            and not any(hasattr(kind, hook) for hook in hooks)
+        )
+    return plain
+
+
+def copy_activity(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """`copy.deepcopy(value)`, several times faster for botbuilder's schema models."""
+    return _deep_copy(value, {} if memo is None else memo)
+
+
+def _deep_copy(value: Any, memo: dict[int, Any]) -> Any:
+    kind = type(value)
+    if kind in _SHARED_TYPES:
+        return value
+    key = id(value)
+    done = memo.get(key)
+    if done is not None:
+        return done
+    result: Any
+    if kind is list:
+        result = memo[key] = []
+        result.extend(item if type(item) in _SHARED_TYPES else _deep_copy(item, memo) for item in value)
+    elif kind is dict:
+        result = memo[key] = {}
+        for name, item in value.items():
+            copied = item if type(item) in _SHARED_TYPES else _deep_copy(item, memo)
+            result[name if type(name) in _SHARED_TYPES else _deep_copy(name, memo)] = copied
+    elif _is_plain_model(kind):
+        result = memo[key] = object.__new__(kind)
+        state = result.__dict__
+        for name, item in value.__dict__.items():
+            state[name] = item if type(item) in _SHARED_TYPES else _deep_copy(item, memo)
+    elif isinstance(value, Enum):
+        return value  # what copy.deepcopy returns for an enum member (ActivityTypes.message, ...)
+    else:
+        return copy.deepcopy(value, memo)
+    return result
+
+
+def patch_outgoing_activity_copy() -> None:
+    botbuilder_turn_context.deepcopy = copy_activity
 
 
 def invoke_response_body(response: InvokeResponse) -> Any:
@@ -551,9 +617,11 @@ __all__ = [
     "SchemaCodec",
     "app_id_of",
     "authenticate_or_refuse",
+    "copy_activity",
     "invoke_response_body",
     "parse_activity",
     "patch_bot_state_fingerprint",
     "patch_msrest_retry_policy",
     "patch_openid_metadata_fetch",
+    "patch_outgoing_activity_copy",
 ]

@@ -394,3 +394,71 @@ async def test_signing_keys_are_fetched_on_a_thread_with_a_timeout(monkeypatch: 
     assert all(timeout == compat.OPENID_TIMEOUT_SECONDS for _, timeout, _ in calls)
     assert all(thread != loop_thread for _, _, thread in calls)
     assert metadata.keys == [{"kid": "k1"}]
+
+
+# ---- 10. outgoing activities copied without copy.deepcopy's dispatch ---------------------------------------------
+
+
+def _containers(value: Any, found: set[int] | None = None) -> set[int]:
+    """The ids of every list, dict and model reachable from `value`."""
+    found = set() if found is None else found
+    if isinstance(value, list | dict | Model) and id(value) not in found:
+        found.add(id(value))
+        children = vars(value) if isinstance(value, Model) else value
+        for item in children.values() if isinstance(children, dict) else children:
+            _containers(item, found)
+    return found
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.fixed_dictionaries({}, optional=_ACTIVITY_FIELDS))
+def test_an_outgoing_activity_is_copied_as_deepcopy_copies_it(body: dict[str, Any]) -> None:
+    try:
+        activity = Activity().deserialize(body)
+    except Exception:
+        return  # not an activity
+    copied = compat.copy_activity(activity)
+    assert copied == copy.deepcopy(activity)
+    assert json.dumps(copied.serialize()) == json.dumps(activity.serialize())
+    assert not _containers(copied) & _containers(activity)  # nothing mutable is shared with the original
+
+
+def test_shared_parts_cycles_and_other_types_are_copied_as_deepcopy_copies_them() -> None:
+    shared = {"k": [1, 2]}
+    data: dict[str, Any] = {"a": shared, "b": shared, "when": compat.parse_timestamp("2025-01-01T12:00:00Z"), "s": {1}}
+    data["self"] = data
+    activity = Activity(type=ActivityTypes.message, channel_data=data, from_property=ChannelAccount(id="u"))
+    activity.recipient = activity.from_property
+    copied = compat.copy_activity(activity)
+    assert copied.channel_data["a"] is copied.channel_data["b"] is not shared
+    assert copied.channel_data["self"] is copied.channel_data
+    assert copied.recipient is copied.from_property is not activity.from_property
+    assert copied.channel_data["when"] == data["when"]
+    assert copied.channel_data["s"] == {1}
+    assert copied.channel_data["s"] is not data["s"]
+    assert copied.type is ActivityTypes.message
+
+
+async def test_sending_copies_activities_without_copy_deepcopy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botbuilder.core import MessageFactory, turn_context
+    from botbuilder.core.adapters import TestAdapter
+    from botbuilder.schema import CardAction
+
+    monkeypatch.setattr(turn_context, "deepcopy", copy.deepcopy)  # botbuilder's own
+    async with aiohttp.ClientSession() as session:
+        ChatAdapter(Settings(), session)  # installs the workarounds
+    assert turn_context.deepcopy is compat.copy_activity
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("copy.deepcopy was used")
+
+    monkeypatch.setattr(copy, "deepcopy", refuse)
+    adapter = TestAdapter()
+    context = TurnContext(adapter, _activity())
+    reply = MessageFactory.suggested_actions([CardAction(type="imBack", title="help", value="help")], "I can help.")
+    await context.send_activity(reply)
+    (sent,) = adapter.activity_buffer
+    assert sent is not reply
+    assert sent.text == "I can help."
+    assert sent.suggested_actions.actions[0] is not reply.suggested_actions.actions[0]
+    assert sent.conversation.id == "c1"
