@@ -32,7 +32,8 @@
 10. `patch_outgoing_activity_copy`: `TurnContext.send_activities` deep-copies every outgoing activity with
    `copy.deepcopy`, which walks each of an Activity's ~50 attributes through its generic dispatch: ~150 µs for a
    reply with suggested actions, a tenth of a turn. `copy_activity` makes the same copy (shared references and
-   cycles kept, via the same memo) for schema models, lists and dicts, and hands anything else to `copy.deepcopy`.
+   cycles kept, via the same memo) for schema models, lists and dicts, and hands anything else to `copy.deepcopy`;
+   `shallow_copy` does the same for the three `copy.copy` calls of the conversation reference built for each send.
 """
 
 from __future__ import annotations
@@ -172,8 +173,23 @@ def _deep_copy(value: Any, memo: dict[int, Any]) -> Any:
     return result
 
 
+def shallow_copy(value: Any) -> Any:
+    """`copy.copy(value)`: TurnContext copies the conversation's accounts for every send."""
+    kind = type(value)
+    if kind in _SHARED_TYPES:
+        return value
+    if kind is list:
+        return list(value)
+    if _is_plain_model(kind):
+        result = object.__new__(kind)
+        result.__dict__.update(value.__dict__)
+        return result
+    return copy.copy(value)
+
+
 def patch_outgoing_activity_copy() -> None:
     botbuilder_turn_context.deepcopy = copy_activity
+    botbuilder_turn_context.copy = shallow_copy
 
 
 def invoke_response_body(response: InvokeResponse) -> Any:
@@ -624,4 +640,5 @@ __all__ = [
     "patch_msrest_retry_policy",
     "patch_openid_metadata_fetch",
     "patch_outgoing_activity_copy",
+    "shallow_copy",
 ]

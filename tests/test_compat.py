@@ -439,20 +439,37 @@ def test_shared_parts_cycles_and_other_types_are_copied_as_deepcopy_copies_them(
     assert copied.type is ActivityTypes.message
 
 
+def test_a_shallow_copy_is_what_copy_copy_makes() -> None:
+    account = ChannelAccount(id="u", name="User", role="user")
+    account.additional_properties = {"x": [1]}
+    copied = compat.shallow_copy(account)
+    assert copied == copy.copy(account)
+    assert copied is not account
+    assert copied.additional_properties is account.additional_properties
+    handlers = [len]
+    assert compat.shallow_copy(handlers) == handlers
+    assert compat.shallow_copy(handlers) is not handlers
+    assert compat.shallow_copy(None) is None
+    assert compat.shallow_copy({1: 2}) == {1: 2}
+
+
 async def test_sending_copies_activities_without_copy_deepcopy(monkeypatch: pytest.MonkeyPatch) -> None:
     from botbuilder.core import MessageFactory, turn_context
     from botbuilder.core.adapters import TestAdapter
     from botbuilder.schema import CardAction
 
     monkeypatch.setattr(turn_context, "deepcopy", copy.deepcopy)  # botbuilder's own
+    monkeypatch.setattr(turn_context, "copy", copy.copy)
     async with aiohttp.ClientSession() as session:
         ChatAdapter(Settings(), session)  # installs the workarounds
     assert turn_context.deepcopy is compat.copy_activity
+    assert turn_context.copy is compat.shallow_copy
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("copy.deepcopy was used")
 
     monkeypatch.setattr(copy, "deepcopy", refuse)
+    monkeypatch.setattr(copy, "copy", refuse)
     adapter = TestAdapter()
     context = TurnContext(adapter, _activity())
     reply = MessageFactory.suggested_actions([CardAction(type="imBack", title="help", value="help")], "I can help.")
