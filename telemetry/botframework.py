@@ -1,4 +1,4 @@
-"""Bot Framework instrumentation: turn middleware, reply timing and a BotTelemetryClient for dialogs.
+"""Bot Framework instrumentation: turn middleware, channel replies and a BotTelemetryClient for dialogs.
 
 It knows botbuilder's types and the turn-state keys of the catalog; it never imports the bot's own logic.
 """
@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware, Severity, TurnContext
@@ -19,6 +20,10 @@ from botbuilder.core.bot_telemetry_client import TelemetryDataPointType
 from botbuilder.schema import Activity, ActivityTypes
 from botframework.connector import Channels
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import http_status_to_status_code
+from opentelemetry.propagate import inject
+from opentelemetry.util.http import redact_url, sanitize_method
+from yarl import URL
 
 from telemetry import catalog
 from telemetry.instruments import Instruments, Labels
@@ -238,9 +243,18 @@ class TurnTelemetryMiddleware(Middleware):
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
 
 
-def reply_timing(instruments: Instruments) -> aiohttp.TraceConfig:
-    """Times every request to a channel (`bot.channel.reply.duration`). The sender labels each request with its
-    channel through `trace_request_ctx={"channel": ...}`."""
+def channel_reply_telemetry(
+    tracer: trace.Tracer, instruments: Instruments, url_filter: Callable[[URL], str]
+) -> aiohttp.TraceConfig:
+    """Telemetry of every request to a channel, as one aiohttp trace config.
+
+    - `bot.channel.reply.duration` for every request. The sender labels each request with its channel through
+      `trace_request_ctx={"channel": ...}`.
+    - For the requests of a traced turn, the CLIENT span the aiohttp client instrumentation makes (its name,
+      attributes under the current HTTP conventions, status and exception event; `url_filter` templates the URL) and
+      the W3C headers. A request of an untraced turn gets neither: the instrumentation spent ~0.2 ms on each such
+      reply preparing a span that would not be recorded.
+    """
     config = aiohttp.TraceConfig()
 
     def record(context: SimpleNamespace, error_type: str | None) -> None:
@@ -250,17 +264,53 @@ def reply_timing(instruments: Instruments) -> aiohttp.TraceConfig:
             labels += ((catalog.ERROR_TYPE, error_type),)
         instruments.record_channel_reply_duration(time.perf_counter() - context.reply_started, labels)
 
-    async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
+    async def on_start(
+        _: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
         context.reply_started = time.perf_counter()
+        context.reply_span = None
+        if not trace.get_current_span().is_recording():
+            return
+        method = sanitize_method(params.method.strip())
+        url = redact_url(url_filter(params.url))
+        attributes: dict[str, Any] = {catalog.HTTP_METHOD: method, "url.full": url}
+        try:
+            parsed = urlparse(url)
+            if parsed.hostname:
+                attributes["server.address"] = parsed.hostname
+            if parsed.port:
+                attributes["server.port"] = parsed.port
+        except ValueError:
+            pass
+        span = tracer.start_span(
+            "HTTP" if method == "_OTHER" else method, kind=trace.SpanKind.CLIENT, attributes=attributes
+        )
+        context.reply_span = span
+        inject(params.headers, context=trace.set_span_in_context(span))
 
     async def on_end(_: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         status = params.response.status
         record(context, str(status) if status >= 400 else None)
+        span: trace.Span | None = context.reply_span
+        if span is not None:
+            span.set_attribute(catalog.HTTP_STATUS, status)
+            code = http_status_to_status_code(status, server_span=False)
+            if code is trace.StatusCode.ERROR:
+                span.set_attribute(catalog.ERROR_TYPE, str(status))
+            span.set_status(trace.Status(code))
+            span.end()
 
     async def on_exception(
         _: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
     ) -> None:
-        record(context, type(params.exception).__qualname__)
+        error_type = type(params.exception).__qualname__
+        record(context, error_type)
+        span: trace.Span | None = context.reply_span
+        if span is not None:
+            span.set_attribute(catalog.ERROR_TYPE, error_type)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
+            span.record_exception(params.exception)
+            span.end()
 
     config.on_request_start.append(on_start)
     config.on_request_end.append(on_end)

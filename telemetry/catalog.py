@@ -416,7 +416,7 @@ EXPORTER_OTLP = "otlp"
 # ---- spans ------------------------------------------------------------------------------------------------------
 SPAN_MESSAGES_REQUEST = "POST /api/messages"  # SERVER span, "{method} {route}" per HTTP semantic conventions
 SPAN_TURN = "bot.turn"  # INTERNAL span, only for turns that arrive without an HTTP request (proactive, tests)
-SPAN_REPLY = "POST"  # CLIENT span from the aiohttp client instrumentation, one per activity sent to serviceUrl
+SPAN_REPLY = "POST"  # CLIENT span, one per activity a traced turn sends to serviceUrl (botframework.py)
 SPAN_EVENT_DIALOG_STEP = "dialog.step"  # span event on the turn span for every waterfall step
 
 # ---- custom events (Application Insights customEvents; names compatible with Bot analytics queries) ----------------

@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.metrics import NoOpMeterProvider
 from yarl import URL
 
 from telemetry.aiohttp_server import server_middleware
-from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, reply_timing
+from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, channel_reply_telemetry
 from telemetry.setup import Telemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
@@ -47,13 +45,5 @@ def instrument(telemetry: Telemetry) -> Instrumentation:
         http_middlewares=(server_middleware(telemetry.tracer, telemetry.instruments),),
         turn_middlewares=(TurnTelemetryMiddleware(telemetry),),
         telemetry_client=OpenTelemetryBotTelemetryClient(telemetry),
-        client_trace_configs=(
-            create_trace_config(
-                url_filter=reply_url,
-                tracer_provider=telemetry.tracer_provider,
-                # Reply timing is the catalog's bot.channel.reply.duration; no second, differently named metric.
-                meter_provider=NoOpMeterProvider(),
-            ),
-            reply_timing(telemetry.instruments),
-        ),
+        client_trace_configs=(channel_reply_telemetry(telemetry.tracer, telemetry.instruments, reply_url),),
     )
