@@ -122,6 +122,18 @@ def _iso_time(timestamp_ns: int) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def _envelope(
+    instrumentation_key: Any, name: str, timestamp: int, tags: dict[str, Any], base_data: dict[str, Any], base_type: str
+) -> Envelope:
+    return Envelope(
+        name=name,
+        iKey=instrumentation_key,
+        tags=tags,
+        time=_iso_time(timestamp),
+        data={"baseData": base_data, "baseType": base_type},
+    )
+
+
 def _plain_key(key: Any) -> Any:
     return key.value if isinstance(key, Enum) else key
 
@@ -257,7 +269,7 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
                     "measurements": measurements,
                 }
                 name, base_type = _MESSAGE_ENVELOPE_NAME, "MessageData"
-            envelope = self._envelope(name, event.timestamp, tags, base_data, base_type)
+            envelope = _envelope(self._instrumentation_key, name, event.timestamp, tags, base_data, base_type)
             if _SAMPLE_RATE_KEY in attributes:
                 envelope["sampleRate"] = attributes[_SAMPLE_RATE_KEY]
             envelopes.append(envelope)
@@ -277,18 +289,8 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
             "properties": properties,
         }
         tags = dict(self._resource_tags(resource))
-        return self._envelope(_METRIC_ENVELOPE_NAME, time.time_ns(), tags, base_data, "MetricData")
-
-    def _envelope(
-        self, name: str, timestamp: int, tags: dict[str, Any], base_data: dict[str, Any], base_type: str
-    ) -> Envelope:
-        return Envelope(
-            name=name,
-            iKey=self._instrumentation_key,
-            tags=tags,
-            time=_iso_time(timestamp),
-            data={"baseData": base_data, "baseType": base_type},
-        )
+        key = self._instrumentation_key
+        return _envelope(key, _METRIC_ENVELOPE_NAME, time.time_ns(), tags, base_data, "MetricData")
 
     def _convert_span(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> Envelope:
         """`_convert_span_to_envelope` of the SDK for SERVER, CLIENT and INTERNAL spans without the attributes
@@ -378,7 +380,7 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
             properties["_MS.ProcessedByMetricExtractors"] = "True"
         data["properties"] = properties
         data["measurements"] = _measurements(attributes)
-        envelope = self._envelope(name, start, tags, data, base_type)
+        envelope = _envelope(self._instrumentation_key, name, start, tags, data, base_type)
         if _SAMPLE_RATE_KEY in attributes:
             envelope["sampleRate"] = attributes[_SAMPLE_RATE_KEY]
         return envelope
@@ -464,10 +466,4 @@ class FastAzureMonitorLogExporter(AzureMonitorLogExporter):
                 "measurements": measurements,
             }
             name, base_type = _MESSAGE_ENVELOPE_NAME, "MessageData"
-        return Envelope(
-            name=name,
-            iKey=self._instrumentation_key,
-            tags=tags,
-            time=_iso_time(timestamp),
-            data={"baseData": data, "baseType": base_type},
-        )
+        return _envelope(self._instrumentation_key, name, timestamp, tags, data, base_type)
