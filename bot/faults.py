@@ -1,7 +1,7 @@
 """Fault injection for drills and load tests: a share of message turns fails or is slowed down. Off by default.
 
 Its state is logged when it changes and reported as the `bot.faults.*` gauges; injected failures are ordinary
-failed turns (`bot.errors` with `error.type=InjectedFault`), injected delays show in every latency metric.
+failed turns (`bot.errors` with `error.type=bot.faults.InjectedFault`), injected delays show in every latency metric.
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ Everything else is the SDK's own code, unchanged: constructor keywords, `_transm
 credential, redirects, status handling, resending the rejected part of a 206), offline storage (per-signal
 directories, `storage_min_retry_interval`, draining files a stopped process left behind), rate limiting, statsbeat.
 
+Where Application Insights' views need more than the SDK sends, these exporters add it (docs/telemetry.md,
+"Where the envelopes differ from the SDK's"): every item of a traced turn carries the turn's `ai.operation.name`,
+user and session (telemetry/correlation.py puts them on the spans and records); custom events and the turn's log
+lines carry its `sampleRate`; request items are marked as counted by the bot's own pre-aggregated `requests/duration`
+(`_MS.ProcessedByMetricExtractors`, see telemetry/azure_metrics.py) so that ingestion does not count them again; and
+a request without a matched route is named by its method alone, never by its raw path.
+
 Spans and records with shapes the bot does not produce (messaging, database, RPC, Azure SDK and GenAI spans,
 PRODUCER and CONSUMER spans, links, availability records) go through the SDK's conversion, so the envelopes are the
 SDK's in every case; `tests/test_azure_export.py` compares both on what ingestion receives.
@@ -15,13 +22,11 @@ SDK's in every case; `tests/test_azure_export.py` compares both on what ingestio
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import time
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
-from urllib.parse import urlparse
 
 from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter, AzureMonitorTraceExporter
 from azure.monitor.opentelemetry.exporter import _utils as sdk_utils
@@ -51,6 +56,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from telemetry import catalog
 from telemetry.privacy import plain_attributes, span_attributes
 
 __all__ = [
@@ -77,6 +83,9 @@ _SDK_SPAN_ATTRIBUTES = frozenset(
     }
 )
 _FAST_KINDS = (SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL)
+# Correlation carried in attributes and sent as tags or sampleRate, never as custom dimensions.
+_CORRELATION_ATTRIBUTES = frozenset({catalog.OPERATION_NAME, catalog.SAMPLE_RATE})
+EXTRACTED_METRICS_MARKER = "_MS.ProcessedByMetricExtractors"
 
 
 class _DataView:
@@ -109,6 +118,40 @@ class Envelope(dict[str, Any]):
     def data(self) -> _DataView | None:
         data = self.get("data")
         return _DataView(data) if isinstance(data, Mapping) else None
+
+
+# Where these exporters deliberately differ from the SDK's envelopes (module docstring), as flattened keys of
+# `comparable_with_sdk`: correlation they add as tags, the marker, and correlation attributes not sent as dimensions.
+ENRICHED_KEYS = frozenset(
+    {
+        "tags.ai.operation.name",
+        "tags.ai.user.id",
+        "tags.ai.session.id",
+        "sampleRate",
+        f"data.baseData.properties.{EXTRACTED_METRICS_MARKER}",
+        f"data.baseData.properties.{catalog.OPERATION_NAME}",
+        f"data.baseData.properties.{catalog.SAMPLE_RATE}",
+    }
+)
+
+
+def comparable_with_sdk(envelope: Mapping[str, Any]) -> dict[str, Any]:
+    """An envelope as flattened `a.b.c` keys, without what these exporters deliberately add (ENRICHED_KEYS) and
+    without the time of the resource envelope (taken when a batch is sent): equal for the SDK's and ours."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):  # an empty mapping and a missing one read the same
+            for key, item in value.items():
+                name = _plain_key(key)
+                walk(f"{prefix}.{name}" if prefix else str(name), item)
+        elif prefix not in ENRICHED_KEYS:
+            flat[prefix] = value
+
+    walk("", envelope)
+    if flat.get("name") == _METRIC_ENVELOPE_NAME:
+        flat.pop("time", None)
+    return flat
 
 
 def _sdk_envelope(item: Any) -> Envelope:
@@ -209,13 +252,20 @@ def _user_tags(tags: dict[str, Any], attributes: Mapping[str, Any] | None) -> No
             tags["ai.user.id"] = attributes["enduser.pseudo.id"]
 
 
+def _excluding_correlation(excluded: Callable[[str], bool]) -> Callable[[str], bool]:
+    return lambda key: key in _CORRELATION_ATTRIBUTES or excluded(key)
+
+
 class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
     """`AzureMonitorTraceExporter` (same keywords, same transmission and storage) with dict envelopes."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, requests_metric_preaggregated: bool = True, **kwargs: Any) -> None:
+        """`requests_metric_preaggregated`: the bot sends `requests/duration` itself, so request items are marked
+        for ingestion not to extract it again."""
         super().__init__(**kwargs)
         self._resource_tags = _ResourceTags()
-        self._properties = _Properties(sdk_trace._is_standard_attribute)
+        self._properties = _Properties(_excluding_correlation(sdk_trace._is_standard_attribute))
+        self._mark_requests = requests_metric_preaggregated
 
     def _span_to_envelope(self, span: ReadableSpan) -> Envelope:  # type: ignore[override]
         attributes = span_attributes(span)
@@ -230,12 +280,15 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         attributes = span_attributes(span)
         base = self._resource_tags(span.resource)
         operation_id = f"{span.context.trace_id:032x}"
+        operation_name = attributes.get(catalog.OPERATION_NAME) or span.name
         span_session = attributes.get("session.id")
         envelopes: list[Envelope] = []
         for event in span.events:
             event_attributes = plain_attributes(event.attributes)
             tags = dict(base)
             tags["ai.operation.id"] = operation_id
+            tags["ai.operation.name"] = operation_name
+            _user_tags(tags, attributes)
             session = event_attributes.get("session.id")
             if not isinstance(session, str):
                 session = span_session
@@ -310,6 +363,7 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         tags["ai.operation.name"] = span.name
         method = attributes.get("http.request.method") or attributes.get("http.method")
         is_http = "http.request.method" in attributes or "http.method" in attributes
+        extracted: dict[str, str] = {}
         data: dict[str, Any] = {
             "ver": _EXPORTER_DOMAIN_SCHEMA_VERSION,
             "name": span.name,
@@ -331,9 +385,8 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
                 data["url"] = url
                 if "http.route" in attributes:
                     tags["ai.operation.name"] = f"{method} {attributes['http.route']}"
-                elif url:
-                    with contextlib.suppress(Exception):  # as the SDK: an unparsable URL keeps the span's name
-                        tags["ai.operation.name"] = f"{method} {urlparse(url).path or '/'}"
+                # Without a route the span's name stands (the method): the SDK would name it by the raw path, one
+                # operation per path a client makes up, and a path may hold personal data.
                 status = _status_code(attributes)
                 data["responseCode"] = str(status)
                 data["success"] = span.status.is_ok and sdk_utils._is_status_code_success(status, is_trace=True)
@@ -342,6 +395,8 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
             data["responseCode"] = data["responseCode"][:1024]
             if data.get("url"):
                 data["url"] = data["url"][:2048]
+            if self._mark_requests and is_http:
+                extracted = {EXTRACTED_METRICS_MARKER: "True"}
         else:
             name, base_type = _REMOTE_DEPENDENCY_ENVELOPE_NAME, "RemoteDependencyData"
             data["resultCode"] = "0"
@@ -374,10 +429,13 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
             data["type"] = str(data["type"])[:1024]
             if target:
                 data["target"] = str(target)[:1024]
+        if catalog.OPERATION_NAME in attributes:  # an item inside a turn: named by the turn, as its request
+            tags["ai.operation.name"] = attributes[catalog.OPERATION_NAME]
         properties = self._properties(attributes)
         scope = span.instrumentation_scope
         if scope is not None and scope.name in _INSTRUMENTATION_SUPPORTING_METRICS_LIST:
-            properties["_MS.ProcessedByMetricExtractors"] = "True"
+            properties[EXTRACTED_METRICS_MARKER] = "True"
+        properties.update(extracted)
         data["properties"] = properties
         data["measurements"] = _measurements(attributes)
         envelope = _envelope(self._instrumentation_key, name, start, tags, data, base_type)
@@ -392,7 +450,7 @@ class FastAzureMonitorLogExporter(AzureMonitorLogExporter):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._resource_tags = _ResourceTags()
-        self._properties = _Properties(sdk_logs._IGNORED_ATTRS.__contains__)
+        self._properties = _Properties(_excluding_correlation(sdk_logs._IGNORED_ATTRS.__contains__))
 
     def _log_to_envelope(self, readable_log_record: ReadableLogRecord) -> Envelope:  # type: ignore[override]
         record = readable_log_record.log_record
@@ -466,4 +524,7 @@ class FastAzureMonitorLogExporter(AzureMonitorLogExporter):
                 "measurements": measurements,
             }
             name, base_type = _MESSAGE_ENVELOPE_NAME, "MessageData"
-        return _envelope(self._instrumentation_key, name, timestamp, tags, data, base_type)
+        envelope = _envelope(self._instrumentation_key, name, timestamp, tags, data, base_type)
+        if catalog.SAMPLE_RATE in attributes:
+            envelope["sampleRate"] = attributes[catalog.SAMPLE_RATE]
+        return envelope

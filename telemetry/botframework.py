@@ -26,11 +26,14 @@ from opentelemetry.util.http import redact_url, sanitize_method
 from yarl import URL
 
 from telemetry import catalog
+from telemetry.correlation import SAMPLED_WITH_TURN, qualified_type, turn_failed
 from telemetry.instruments import Instruments, Labels
 from telemetry.privacy import redact
 from telemetry.setup import Telemetry
 
 log = logging.getLogger("telemetry.turn")
+# The turn's own log lines are written for traced turns only: they are kept (and weighted) as the turn's trace is.
+_PER_TURN = {SAMPLED_WITH_TURN: True}
 
 
 @dataclass
@@ -122,6 +125,7 @@ class TurnTelemetryMiddleware(Middleware):
                 catalog.CONVERSATION_HASH: conversation,
                 catalog.USER_HASH: user,
                 catalog.ENDUSER_PSEUDO_ID: user,
+                catalog.SESSION_ID: conversation,
                 catalog.ACTIVITY_ID: activity.id or "",
             }
             received = {
@@ -134,7 +138,7 @@ class TurnTelemetryMiddleware(Middleware):
             }
             if self._text and activity.text:
                 attributes[catalog.MESSAGE_TEXT] = received["text"] = redact(activity.text)
-                log.info("UserMessage: %s", received["text"])
+                log.info("UserMessage: %s", received["text"], extra=_PER_TURN)
             span.set_attributes(attributes)
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
         if conversation:
@@ -145,12 +149,18 @@ class TurnTelemetryMiddleware(Middleware):
             await logic()
         except Exception as error:
             outcome = catalog.OUTCOME_ERROR
-            error_type = type(error).__qualname__
+            error_type = qualified_type(error)
             span.record_exception(error)
             span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
             span.set_attribute(catalog.ERROR_TYPE, error_type)
             self._instruments.errors.add(1, {catalog.CHANNEL: channel, catalog.ERROR_TYPE: error_type})
-            raise
+            turn_failed(error_type)
+            handler = context.adapter.on_turn_error
+            if handler is None:
+                raise
+            # The adapter's error handler (the apology) runs here rather than after the middleware has returned, as
+            # botbuilder would run it: its replies and its time then belong to the turn that failed.
+            await handler(context, error)
         finally:
             elapsed = time.perf_counter() - start
             intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
@@ -180,6 +190,7 @@ class TurnTelemetryMiddleware(Middleware):
                     outcome,
                     record.replies,
                     elapsed * 1000,
+                    extra=_PER_TURN,
                 )
             if channel == "emulator":
                 await self._send_trace_activity(context, span, outcome)
@@ -187,8 +198,9 @@ class TurnTelemetryMiddleware(Middleware):
 
     async def _send_trace_activity(self, context: TurnContext, span: trace.Span, outcome: str) -> None:
         trace_id, span_id = _hex_ids(span)
-        value = {"traceId": trace_id, "spanId": span_id, "operationId": trace_id, "outcome": outcome}
-        value["query"] = operation_query(trace_id)
+        # An untraced turn's ids lead nowhere: the sampler dropped its trace (OTEL_TRACES_SAMPLER).
+        value: dict[str, object] = {"traceId": trace_id, "spanId": span_id, "operationId": trace_id}
+        value.update(outcome=outcome, sampled=span.is_recording(), query=operation_query(trace_id))
         activity = Activity(
             type=ActivityTypes.trace,
             name=catalog.TRACE_ACTIVITY_NAME,
@@ -239,7 +251,7 @@ class TurnTelemetryMiddleware(Middleware):
             }
             if self._text and activity.text:
                 properties["text"] = redact(activity.text)
-                log.info("BotResponse: %s", properties["text"])
+                log.info("BotResponse: %s", properties["text"], extra=_PER_TURN)
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
 
 

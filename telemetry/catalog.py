@@ -96,6 +96,10 @@ ERROR_TYPE = "error.type"  # semconv
 HTTP_METHOD = "http.request.method"  # semconv
 HTTP_ROUTE = "http.route"  # semconv
 HTTP_STATUS = "http.response.status_code"  # semconv
+URL_SCHEME = "url.scheme"  # semconv: http or https as the client used it (behind a trusted proxy: as forwarded)
+SESSION_ID = "session.id"  # semconv; Azure Monitor maps it to session_Id (we store the conversation's keyed hash)
+OPERATION_NAME = "ai.operation.name"  # Azure Monitor's operation_Name, copied from the turn to its other items
+SAMPLE_RATE = "_MS.sampleRate"  # percentage of turns a kept trace stands for; Azure Monitor's itemCount = 100 / it
 REJECTION_REASON = "bot.request.rejection"
 COMPONENT_NAME = "otel.component.name"  # semconv: which exporter or batch processor
 COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
@@ -166,6 +170,22 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(HTTP_METHOD, "HTTP request method"),
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
     Attribute(HTTP_STATUS, "HTTP response status code"),
+    Attribute(
+        URL_SCHEME,
+        "URI scheme the client used (http, https); behind a trusted proxy the forwarded one",
+        ("http", "https"),
+    ),
+    Attribute(
+        SESSION_ID, "Keyed hash of the conversation id on every item of a traced turn (Application Insights session_Id)"
+    ),
+    Attribute(
+        OPERATION_NAME,
+        "Name of the turn's request on every item of a traced turn (Application Insights operation_Name)",
+    ),
+    Attribute(
+        SAMPLE_RATE,
+        "Percentage of turns a kept trace stands for, on every sampled item (Application Insights itemCount)",
+    ),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
     Attribute(
         COMPONENT_NAME,
@@ -181,7 +201,7 @@ HTTP_SERVER_DURATION = Metric(
     Instrument.HISTOGRAM,
     "s",
     "Duration of HTTP server requests (OpenTelemetry HTTP semantic conventions)",
-    (HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE),
+    (HTTP_METHOD, URL_SCHEME, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE),
     DURATION_BUCKETS,
 )
 TURNS = Metric(

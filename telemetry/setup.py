@@ -35,11 +35,12 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanKind, TraceState
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import AnyValue, Attributes
 from prometheus_client import CollectorRegistry
 
 from telemetry import catalog
 from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, TelemetryConfig
+from telemetry.correlation import SAMPLED_WITH_TURN, CorrelationLogProcessor, CorrelationSpanProcessor
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import configure_logging
@@ -58,7 +59,7 @@ QUIET_AZURE_ENVIRONMENT = {
     # Current HTTP semantic conventions (url.full, http.request.method, ...) on the reply spans.
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
 }
-SAMPLE_RATE_ATTRIBUTE = "_MS.sampleRate"  # percentage of traces kept; Application Insights' itemCount is 100 / it
+SAMPLE_RATE_ATTRIBUTE = catalog.SAMPLE_RATE
 EVENT_ATTRIBUTE = "microsoft.custom_event.name"  # the Azure Monitor exporter turns such log records into customEvents
 
 
@@ -217,9 +218,11 @@ class Telemetry:
         return self.tracer_provider.get_tracer(catalog.INSTRUMENTATION_SCOPE, self.config.service_version)
 
     def emit_event(self, name: str, properties: Mapping[str, str] | None = None) -> None:
-        """A custom event (Application Insights customEvents), correlated with the active span."""
-        attributes = dict(properties or {})
+        """A custom event (Application Insights customEvents), correlated with the active span. Events are emitted
+        for traced turns only, so they are kept, and weighted, as the turn's trace is."""
+        attributes: dict[str, AnyValue] = dict(properties or {})
         attributes[EVENT_ATTRIBUTE] = name
+        attributes[SAMPLED_WITH_TURN] = True
         self.logger_provider.get_logger(catalog.INSTRUMENTATION_SCOPE).emit(
             severity_number=SeverityNumber.INFO, severity_text="INFO", body=name, attributes=attributes
         )
@@ -274,10 +277,10 @@ def configure(
     counters = ExportCounters()
     azure = bool(config.connection_string)
     if azure:
-        from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+        from telemetry.azure_guard import choose_exporters
+        from telemetry.azure_metrics import WithoutMetrics
 
-        from telemetry.azure_export import FastAzureMonitorLogExporter, FastAzureMonitorTraceExporter
-
+        exporters = choose_exporters()
         options: dict[str, object] = {
             "connection_string": config.connection_string,
             # Batches that fail (5xx, 429, connection refused) go to disk at once instead of being retried in the
@@ -294,15 +297,16 @@ def configure(
         # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
         name = catalog.EXPORTER_AZURE_MONITOR
         storage = storage_directories(config)
-        trace_exporter = FastAzureMonitorTraceExporter(
+        trace_exporter = exporters.trace(
             tracer_provider=tracer_provider, storage_directory=storage["traces"], **options
         )
         span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
-        azure_logs = FastAzureMonitorLogExporter(storage_directory=storage["logs"], **options)
+        azure_logs = exporters.log(storage_directory=storage["logs"], **options)
         log_exporters.append(CountingLogExporter(azure_logs, name, counters))
-        metric_exporter = CountingMetricExporter(
-            AzureMonitorMetricExporter(storage_directory=storage["metrics"], **options), name, counters
-        )
+        azure_metrics = exporters.metric(storage_directory=storage["metrics"], **options)
+        if not exporters.fast:  # ingestion extracts the standard metrics from the (unmarked) request items instead
+            azure_metrics = WithoutMetrics(azure_metrics, frozenset({catalog.HTTP_SERVER_DURATION.name}))
+        metric_exporter = CountingMetricExporter(azure_metrics, name, counters)
         readers.append(PeriodicExportingMetricReader(metric_exporter))
     if config.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -323,6 +327,8 @@ def configure(
     )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(RedactingLogProcessor())
+    logger_provider.add_log_record_processor(CorrelationLogProcessor())
+    tracer_provider.add_span_processor(CorrelationSpanProcessor())
     with processor_metrics():
         for exporter in span_exporters:
             processor: SpanProcessor = BatchSpanProcessor(exporter, meter_provider=meter_provider)

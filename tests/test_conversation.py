@@ -164,7 +164,7 @@ async def test_a_failing_turn_apologises_shows_the_error_and_is_recorded(
         after = await emulator.expect_replies("help")  # the bot keeps working
         assert after.status == 200
     bot.flush()
-    assert await bot.total("bot_errors_total", error_type="SimulatedFailure") == 1
+    assert await bot.total("bot_errors_total", error_type="bot.bot.SimulatedFailure") == 1
     assert await bot.total("bot_turns_total", bot_turn_outcome="error") == 1
     await ingestion.wait_for_async(lambda envs: bool(_of(envs, "ExceptionData")))
     exception = ingestion.of_type("ExceptionData")[0]["data"]["baseData"]["exceptions"][0]

@@ -16,7 +16,7 @@ async def test_injected_faults_fail_and_slow_message_turns_and_show_on_metrics(a
         assert update.status == 200
         assert failed.status == 200
         assert any("went wrong" in reply.get("text", "") for reply in failed.body["activities"])
-        assert await bot.total("bot_errors_total", error_type="InjectedFault") == 1
+        assert await bot.total("bot_errors_total", error_type="bot.faults.InjectedFault") == 1
         assert await bot.total("bot_faults_error_ratio") == 1
         assert await bot.total("bot_faults_delay_seconds") == 0.3
         slow = await bot.samples("bot_turn_duration_seconds_bucket")

@@ -131,7 +131,7 @@ async def test_a_hanging_service_url_does_not_stall_other_conversations(
         results = await asyncio.gather(*stuck_turns)
         await stuck.close()
         assert {result.status for result in results} == {201}
-        assert await bot.total("bot_errors_total", error_type="ChannelError") == 12
+        assert await bot.total("bot_errors_total", error_type="bot.compat.ChannelError") == 12
         failed_replies = [
             value
             for labels, value in await bot.samples("bot_channel_reply_duration_seconds_count")

@@ -80,7 +80,7 @@ async def test_an_exception_is_recorded_on_the_turn_span_with_error_status(bot: 
     bot.flush()
     (server,) = _server_spans(bot)
     assert server.status.status_code is StatusCode.ERROR
-    assert dict(server.attributes or {})[catalog.ERROR_TYPE] == "SimulatedFailure"
+    assert dict(server.attributes or {})[catalog.ERROR_TYPE] == "bot.bot.SimulatedFailure"
     assert [event.name for event in server.events] == ["exception"]
 
 
