@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,20 +95,52 @@ def parse_resource_attributes(raw: str) -> dict[str, str]:
     return result
 
 
+# The keys Azure Monitor's connection strings have, by their lower-case form (the SDK reads keys case-insensitively).
+CONNECTION_STRING_KEYS = {
+    key.lower(): key
+    for key in (
+        "InstrumentationKey",
+        "IngestionEndpoint",
+        "LiveEndpoint",
+        "AADAudience",
+        "ApplicationId",
+        "EndpointSuffix",
+        "Location",
+        "Authorization",
+    )
+}
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def parse_connection_string(raw: str) -> dict[str, str]:
-    """APPLICATIONINSIGHTS_CONNECTION_STRING: `Key=Value;Key=Value`, with an InstrumentationKey."""
+    """APPLICATIONINSIGHTS_CONNECTION_STRING: `Key=Value;Key=Value`, with an InstrumentationKey (a GUID).
+
+    Stricter than the SDK on purpose: the SDK ignores a key it does not know, or one with a space before `=`, and then
+    sends everything to Microsoft's default public endpoint instead of the one the operator meant."""
+    variable = "APPLICATIONINSIGHTS_CONNECTION_STRING"
     pairs: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(";"))):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", f"expected Key=Value pairs, got {item!r}")
+            raise ConfigError(variable, f"expected Key=Value pairs separated by ';', got {item!r}")
+        if key.strip().lower() not in CONNECTION_STRING_KEYS:
+            known = ", ".join(CONNECTION_STRING_KEYS.values())
+            raise ConfigError(variable, f"unknown key {key.strip()!r}; the keys are {known}")
         pairs[key.strip().lower()] = value.strip()
-    if not pairs.get("instrumentationkey"):
-        raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", "has no InstrumentationKey")
+    key = pairs.get("instrumentationkey")
+    if not key:
+        raise ConfigError(variable, "has no InstrumentationKey")
+    if not _GUID.fullmatch(key.lower()):
+        raise ConfigError(variable, "InstrumentationKey is not a GUID (copy the connection string from the portal)")
     for key in ("ingestionendpoint", "liveendpoint"):
         if key in pairs and (urlsplit(pairs[key]).scheme not in ("http", "https") or not urlsplit(pairs[key]).hostname):
-            raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING", f"{key} is not an http(s) URL")
+            raise ConfigError(variable, f"{CONNECTION_STRING_KEYS[key]} is not an http(s) URL")
     return pairs
+
+
+def normalised_connection_string(raw: str) -> str:
+    """The connection string as the SDK parses it reliably: known keys, no spaces around `=` or `;`."""
+    return ";".join(f"{CONNECTION_STRING_KEYS[key]}={value}" for key, value in parse_connection_string(raw).items())
 
 
 def parse_authentication_string(raw: str) -> str | None:
@@ -161,7 +194,7 @@ class TelemetryConfig:
         )
         connection_string = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None
         if connection_string:
-            parse_connection_string(connection_string)
+            connection_string = normalised_connection_string(connection_string)
         sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or DEFAULT_SAMPLER
         if sampler not in SAMPLERS:
             raise ConfigError("OTEL_TRACES_SAMPLER", f"expected one of {', '.join(SAMPLERS)}, got {sampler!r}")

@@ -43,7 +43,7 @@ from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, Tel
 from telemetry.correlation import SAMPLED_WITH_TURN, CorrelationLogProcessor, CorrelationSpanProcessor
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
-from telemetry.logs import configure_logging
+from telemetry.logs import ConsoleHandler, configure_logging
 from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
 from telemetry.prometheus import PrometheusReader
 
@@ -245,12 +245,20 @@ class Telemetry:
         if self._shut_down:
             return
         self._shut_down = True
+        # The export handlers go first (nothing is exported after the providers stop); the console handler last, so
+        # what the exporters say while they flush reads as the rest of the run, not through Python's bare fallback.
+        console = [(logger, handler) for logger, handler in self._log_handlers if isinstance(handler, ConsoleHandler)]
         for logger, handler in self._log_handlers:
-            logger.removeHandler(handler)
-        self.force_flush()
-        self.tracer_provider.shutdown()
-        self.logger_provider.shutdown()
-        self.meter_provider.shutdown()
+            if (logger, handler) not in console:
+                logger.removeHandler(handler)
+        try:
+            self.force_flush()
+            self.tracer_provider.shutdown()
+            self.logger_provider.shutdown()
+            self.meter_provider.shutdown()
+        finally:
+            for logger, handler in console:
+                logger.removeHandler(handler)
 
 
 def configure(

@@ -84,6 +84,17 @@ TELEMETRY_ERRORS = [
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         id="connection-string-garbage",
     ),
+    pytest.param(
+        {"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=abc"},
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        id="connection-string-key-not-a-guid",
+    ),
+    pytest.param(
+        # The SDK would ignore the misspelt key and send everything to Microsoft's public endpoint.
+        {"APPLICATIONINSIGHTS_CONNECTION_STRING": f"{CONNECTION_STRING};IngestionEndpont=https://example.invalid/"},
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        id="connection-string-unknown-key",
+    ),
     pytest.param({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER", id="sampler-unknown"),
     pytest.param(
         {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
@@ -124,6 +135,14 @@ def test_telemetry_config_refuses_a_bad_value_and_names_the_variable(environ: di
     with pytest.raises(ConfigError) as caught:
         TelemetryConfig.from_env(environ)
     _assert_names(caught.value, variable)
+
+
+def test_a_connection_string_with_spaces_around_the_separators_is_read_as_meant() -> None:
+    # The SDK reads "IngestionEndpoint " (with the space) as an unknown key and would fall back to the public endpoint.
+    spaced = " InstrumentationKey = 00000000-0000-0000-0000-000000000000 ; IngestionEndpoint = http://127.0.0.1:9/ ;"
+    config = TelemetryConfig.from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING": spaced})
+    expected = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+    assert config.connection_string == expected
 
 
 def test_a_refused_value_is_shown_without_the_secret() -> None:

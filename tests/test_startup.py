@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -252,7 +253,12 @@ async def test_with_a_connection_string_every_envelope_reaches_ingestion_by_the_
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("PORT", "abc"), ("MicrosoftAppType", "Bogus")],
+    [
+        ("PORT", "abc"),
+        ("MicrosoftAppType", "Bogus"),
+        ("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=not-a-guid"),
+        ("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=00000000-0000-0000-0000-000000000000;Ingest=x"),
+    ],
 )
 async def test_a_bad_setting_stops_it_with_exit_code_2_naming_the_variable(
     tmp_path: Path, setting: str, value: str
@@ -264,7 +270,25 @@ async def test_a_bad_setting_stops_it_with_exit_code_2_naming_the_variable(
     assert code == 2, bot.describe()
     assert setting in bot.stderr
     assert "Traceback" not in bot.stderr
+    assert len(bot.stderr.strip().splitlines()) == 1, bot.stderr  # one line that says what to fix
     assert not any("is running" in line for line in bot.stdout)
+
+
+async def test_export_failures_at_shutdown_read_like_those_of_the_run(tmp_path: Path) -> None:
+    """The exporters' complaints while flushing at exit go through the bot's console format (ids masked as during
+    the run), not through Python's bare last-resort handler."""
+    port, metrics_port, closed = free_ports(3)
+    connection = f"InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:{closed}/"
+    env = child_environment(
+        {"PORT": str(port), "BOT_METRICS_PORT": str(metrics_port), "APPLICATIONINSIGHTS_CONNECTION_STRING": connection}
+    )
+    async with bot_process(tmp_path, env) as bot:
+        await bot.banner()
+        assert await bot.terminate() == 0, bot.describe()
+    lines = bot.stderr.strip().splitlines()
+    assert any("Connection refused" in line for line in lines), bot.describe()
+    console_line = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+    assert all(console_line.match(line) for line in lines), bot.describe()
 
 
 async def test_a_dotenv_file_in_the_working_directory_is_read_and_the_real_environment_wins(tmp_path: Path) -> None:
