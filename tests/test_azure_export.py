@@ -95,7 +95,12 @@ def _representative_spans(provider: TracerProvider) -> None:
     with tracer.start_as_current_span(
         "GET",
         kind=SpanKind.SERVER,
-        attributes={"http.method": "GET", "http.url": "http://h/p?q=1", "http.route": "/p", "client.address": "1.2.3.4"},
+        attributes={
+            "http.method": "GET",
+            "http.url": "http://h/p?q=1",
+            "http.route": "/p",
+            "client.address": "1.2.3.4",
+        },
     ):
         pass  # old HTTP conventions
     with tracer.start_as_current_span("sampled", kind=SpanKind.SERVER, attributes={"_MS.sampleRate": 50.0}) as sampled:
@@ -194,8 +199,6 @@ def _sent(
         exporter.shutdown()
     assert result in (SpanExportResult.SUCCESS, LogRecordExportResult.SUCCESS)
     return list(ingestion.envelopes)
-
-
 
 
 def _assert_same(sdk: list[Envelope], fast: list[Envelope]) -> None:
