@@ -252,6 +252,23 @@ def _user_tags(tags: dict[str, Any], attributes: Mapping[str, Any] | None) -> No
             tags["ai.user.id"] = attributes["enduser.pseudo.id"]
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _request_url(attributes: Mapping[str, Any]) -> str | None:
+    """The request's URL from the current conventions' parts, an IPv6 host in brackets and a default port left out
+    (the SDK writes `https://2001:db8::1:8443/...`); None when a part is missing (the SDK's rules then apply)."""
+    scheme, host, path = attributes.get("url.scheme"), attributes.get("server.address"), attributes.get("url.path")
+    if not (scheme and host and path) or "url.full" in attributes:
+        return None
+    authority = f"[{host}]" if ":" in str(host) else str(host)
+    port = attributes.get("server.port")
+    if port and port != _DEFAULT_PORTS.get(str(scheme)):
+        authority = f"{authority}:{port}"
+    query = attributes.get("url.query")
+    return f"{scheme}://{authority}{path}" + (f"?{query}" if query else "")
+
+
 def _excluding_correlation(excluded: Callable[[str], bool]) -> Callable[[str], bool]:
     return lambda key: key in _CORRELATION_ATTRIBUTES or excluded(key)
 
@@ -381,10 +398,10 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
                 user_agent = sdk_trace_utils._get_user_agent(attributes)
                 if user_agent:
                     tags["ai.user.userAgent"] = user_agent
-                url = sdk_trace_utils._get_url_for_http_request(attributes)
+                url = _request_url(attributes) or sdk_trace_utils._get_url_for_http_request(attributes)
                 data["url"] = url
-                if "http.route" in attributes:
-                    tags["ai.operation.name"] = f"{method} {attributes['http.route']}"
+                if "http.route" in attributes:  # by the HTTP conventions, never `_OTHER` in a name
+                    tags["ai.operation.name"] = f"{'HTTP' if method == '_OTHER' else method} {attributes['http.route']}"
                 # Without a route the span's name stands (the method): the SDK would name it by the raw path, one
                 # operation per path a client makes up, and a path may hold personal data.
                 status = _status_code(attributes)

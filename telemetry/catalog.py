@@ -94,6 +94,7 @@ MESSAGE_TEXT = "bot.message.text"
 ENDUSER_PSEUDO_ID = "enduser.pseudo.id"  # semconv; Azure Monitor maps it to user_Id (we store the keyed hash)
 ERROR_TYPE = "error.type"  # semconv
 HTTP_METHOD = "http.request.method"  # semconv
+HTTP_METHOD_ORIGINAL = "http.request.method_original"  # semconv: the method sent, when HTTP_METHOD is _OTHER
 HTTP_ROUTE = "http.route"  # semconv
 HTTP_STATUS = "http.response.status_code"  # semconv
 URL_SCHEME = "url.scheme"  # semconv: http or https as the client used it (behind a trusted proxy: as forwarded)
@@ -168,6 +169,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "Exception class name, the HTTP status code of a failed request, or export_failed/exception on export counters",
     ),
     Attribute(HTTP_METHOD, "HTTP request method"),
+    Attribute(HTTP_METHOD_ORIGINAL, "The method the client sent, when http.request.method is _OTHER (spans only)"),
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
     Attribute(HTTP_STATUS, "HTTP response status code"),
     Attribute(

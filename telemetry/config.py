@@ -127,10 +127,10 @@ def parse_connection_string(raw: str) -> dict[str, str]:
             known = ", ".join(CONNECTION_STRING_KEYS.values())
             raise ConfigError(variable, f"unknown key {key.strip()!r}; the keys are {known}")
         pairs[key.strip().lower()] = value.strip()
-    key = pairs.get("instrumentationkey")
-    if not key:
+    instrumentation_key = pairs.get("instrumentationkey")
+    if not instrumentation_key:
         raise ConfigError(variable, "has no InstrumentationKey")
-    if not _GUID.fullmatch(key.lower()):
+    if not _GUID.fullmatch(instrumentation_key.lower()):
         raise ConfigError(variable, "InstrumentationKey is not a GUID (copy the connection string from the portal)")
     for key in ("ingestionendpoint", "liveendpoint"):
         if key in pairs and (urlsplit(pairs[key]).scheme not in ("http", "https") or not urlsplit(pairs[key]).hostname):
@@ -179,6 +179,7 @@ class TelemetryConfig:
     storage_directory: str | None = None
     storage_retry_seconds: float = 10.0
     entra_client_id: str | None = None  # None: connection-string ingestion; "" or a client id: Entra ID tokens
+    trust_forwarded_headers: bool = False  # behind a proxy that sets Forwarded / X-Forwarded-* (App Service does)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
@@ -224,4 +225,5 @@ class TelemetryConfig:
             storage_directory=env.get("BOT_TELEMETRY_STORAGE_DIRECTORY", "").strip() or None,
             storage_retry_seconds=parse_number(env, "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS", 10.0, 1.0, 3600.0),
             entra_client_id=parse_authentication_string(authentication) if authentication else None,
+            trust_forwarded_headers=parse_bool(env, "BOT_TRUST_FORWARDED_HEADERS", False),
         )

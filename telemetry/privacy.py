@@ -145,10 +145,13 @@ _NOT_PERSONAL = frozenset(
         "url.scheme",
         "http.route",
         "url.path",
+        "ai.operation.name",  # the request's route name
+        "client.address",  # anonymised to its network by the HTTP instrumentation
         # Already pseudonymised: a keyed hash can look like an IBAN or a card number to the patterns.
         "bot.conversation.hash",
         "bot.user.hash",
         "enduser.pseudo.id",
+        "session.id",
         "conversationId",
         "fromId",
         "recipientId",

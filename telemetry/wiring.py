@@ -42,7 +42,11 @@ class Instrumentation:
 
 def instrument(telemetry: Telemetry) -> Instrumentation:
     return Instrumentation(
-        http_middlewares=(server_middleware(telemetry.tracer, telemetry.instruments),),
+        http_middlewares=(
+            server_middleware(
+                telemetry.tracer, telemetry.instruments, trust_forwarded=telemetry.config.trust_forwarded_headers
+            ),
+        ),
         turn_middlewares=(TurnTelemetryMiddleware(telemetry),),
         telemetry_client=OpenTelemetryBotTelemetryClient(telemetry),
         client_trace_configs=(channel_reply_telemetry(telemetry.tracer, telemetry.instruments, reply_url),),

@@ -70,6 +70,11 @@ var baseSettings = [
     value: '0.0.0.0'
   }
   {
+    // App Service's front ends terminate TLS and forward the client's scheme and host: requests read https.
+    name: 'BOT_TRUST_FORWARDED_HEADERS'
+    value: 'true'
+  }
+  {
     name: 'PORT'
     value: botPort
   }

@@ -33,6 +33,16 @@ var queries = [
     body: loadTextContent('../queries/bot-analytics.kql')
   }
   {
+    id: 'bot-analytics-users-sessions'
+    displayName: 'Bot analytics: users, sessions and messages per day (user_Id, session_Id, itemCount)'
+    body: loadTextContent('../queries/bot-analytics-users-sessions.kql')
+  }
+  {
+    id: 'dialog-completion'
+    displayName: 'Dialogs started, completed and cancelled'
+    body: loadTextContent('../queries/dialog-completion.kql')
+  }
+  {
     id: 'slowest-turns'
     displayName: 'Slowest turns with their operation ids'
     body: loadTextContent('../queries/slowest-turns.kql')
