@@ -57,7 +57,7 @@ class AzureViews:
     response_time_total_ms: float = 0.0
     dependency_calls: float = 0.0
     exceptions: float = 0.0
-    events: collections.Counter[str] = field(default_factory=collections.Counter)
+    events: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     users: set[str] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)
     event_tags: list[Mapping[str, Any]] = field(default_factory=list)
