@@ -81,7 +81,12 @@ async def serve(
     metrics_runner: web.AppRunner | None = None
     if worker is not None or settings.metrics_port:
         metrics_runner = web.AppRunner(
-            metrics_app(telemetry.prometheus_registry, settings.metrics_bearer_token, settings.metrics_basic_auth),
+            metrics_app(
+                telemetry.prometheus_registry,
+                settings.metrics_bearer_token,
+                settings.metrics_basic_auth,
+                openmetrics=settings.telemetry.prometheus_exemplars,
+            ),
             handle_signals=False,
             access_log=None,
         )

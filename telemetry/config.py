@@ -180,6 +180,7 @@ class TelemetryConfig:
     storage_retry_seconds: float = 10.0
     entra_client_id: str | None = None  # None: connection-string ingestion; "" or a client id: Entra ID tokens
     trust_forwarded_headers: bool = False  # behind a proxy that sets Forwarded / X-Forwarded-* (App Service does)
+    prometheus_exemplars: bool = False  # trace ids on histogram buckets (OpenMetrics); costs every measurement
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
@@ -226,4 +227,5 @@ class TelemetryConfig:
             storage_retry_seconds=parse_number(env, "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS", 10.0, 1.0, 3600.0),
             entra_client_id=parse_authentication_string(authentication) if authentication else None,
             trust_forwarded_headers=parse_bool(env, "BOT_TRUST_FORWARDED_HEADERS", False),
+            prometheus_exemplars=parse_bool(env, "BOT_PROMETHEUS_EXEMPLARS", False),
         )

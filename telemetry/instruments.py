@@ -144,7 +144,10 @@ def _aggregations(instrument: object, consumer: Any, attributes: dict[str, str |
     if _hash_attributes is None:
         return None
     try:
-        if not isinstance(consumer._sdk_config.exemplar_filter, AlwaysOffExemplarFilter):
+        # With exemplars sampled (BOT_PROMETHEUS_EXEMPLARS), histograms take the SDK's path, which offers each
+        # measurement to the exemplar reservoir with its span; counters' exemplars are shown nowhere.
+        exemplars = not isinstance(consumer._sdk_config.exemplar_filter, AlwaysOffExemplarFilter)
+        if exemplars and not isinstance(instrument, Counter):
             return None
         if not instrument._is_enabled():  # type: ignore[attr-defined]
             return None

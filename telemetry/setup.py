@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import set_meter_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
@@ -279,7 +279,7 @@ def configure(
     readers: list[MetricReader] = list(metric_readers)
 
     registry = CollectorRegistry()
-    readers.append(PrometheusReader(registry=registry))
+    readers.append(PrometheusReader(registry=registry, exemplars=config.prometheus_exemplars))
 
     tracer_provider = TracerProvider(resource=resource, sampler=build_sampler(config))
     counters = ExportCounters()
@@ -326,12 +326,13 @@ def configure(
         log_exporters.append(CountingLogExporter(OTLPLogExporter(), name, counters))
         readers.append(PeriodicExportingMetricReader(CountingMetricExporter(OTLPMetricExporter(), name, counters)))
 
-    # No exporter here sends exemplars: sampling them would cost every measurement for nothing.
+    # Exemplars cost every measurement (and the recorders' shortcut, instruments.Recorder): only Prometheus shows
+    # them, so they are sampled only when it is asked to (BOT_PROMETHEUS_EXEMPLARS).
     meter_provider = MeterProvider(
         resource=resource,
         metric_readers=readers,
         views=histogram_views(),
-        exemplar_filter=AlwaysOffExemplarFilter(),
+        exemplar_filter=TraceBasedExemplarFilter() if config.prometheus_exemplars else AlwaysOffExemplarFilter(),
     )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(RedactingLogProcessor())

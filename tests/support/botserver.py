@@ -96,7 +96,10 @@ async def running_bot(
     telemetry = configure(settings.telemetry, span_exporters=[spans], log_exporters=[logs])
     app = create_app(settings, instrument(telemetry))
     bot_runner = web.AppRunner(app, handle_signals=False)
-    metrics_runner = web.AppRunner(metrics_app(telemetry.prometheus_registry), handle_signals=False)
+    openmetrics = settings.telemetry.prometheus_exemplars
+    metrics_runner = web.AppRunner(
+        metrics_app(telemetry.prometheus_registry, openmetrics=openmetrics), handle_signals=False
+    )
     try:
         await bot_runner.setup()
         await metrics_runner.setup()

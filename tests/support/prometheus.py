@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -103,6 +104,7 @@ class Prometheus(Process):
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--rules.alert.resend-delay=1s",
+                "--enable-feature=exemplar-storage",  # the bot's exemplars (BOT_PROMETHEUS_EXEMPLARS)
             ],
             workdir / "prometheus.log",
         )
@@ -121,6 +123,14 @@ class Prometheus(Process):
         body = _get_json(url)
         assert body["status"] == "success", body
         return list(body["data"]["result"])
+
+    def exemplars(self, promql: str) -> list[dict[str, Any]]:
+        """Exemplars of the series `promql` selects, over the last ten minutes."""
+        now = time.time()
+        parameters = {"query": promql, "start": now - 600, "end": now + 60}
+        body = _get_json(f"{self.url}/api/v1/query_exemplars?" + urllib.parse.urlencode(parameters))
+        assert body["status"] == "success", body
+        return [exemplar for series in body["data"] for exemplar in series["exemplars"]]
 
     def targets(self) -> list[dict[str, Any]]:
         return list(_get_json(f"{self.url}/api/v1/targets")["data"]["activeTargets"])
