@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from telemetry import catalog
-from tests.support.botserver import RunningBot
+from tests.support.botserver import RunningBot, running_bot
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
@@ -98,6 +98,7 @@ async def test_every_envelope_of_a_turn_carries_the_operation_id_the_emulator_sh
         replies = await _say(emulator, channel, "what alerts exist?")
     operation_id = _turn_trace(replies)["operationId"]
     assert len(operation_id) == 32
+    assert _turn_trace(replies)["sampled"] is True
     bot.flush()
     await ingestion.wait_for_async(
         lambda envs: any(_operation(e) == operation_id for e in _of(envs, "RequestData")), message="the turn's Request"
@@ -204,3 +205,12 @@ async def test_personal_data_in_messages_never_reaches_telemetry(
     # ... but none of the identifiers.
     for value in PII:
         assert value not in exported, value
+
+
+async def test_the_emulator_is_told_when_a_turns_trace_was_not_kept(azure_sdk_offline: None) -> None:
+    async with (
+        running_bot({"OTEL_TRACES_SAMPLER": "always_off"}) as bot,
+        EmulatorClient(bot.messages_url, "http://127.0.0.1:9") as emulator,
+    ):
+        reply = await emulator.expect_replies("help")
+    assert _turn_trace(reply.body["activities"])["sampled"] is False

@@ -82,6 +82,9 @@ async def test_an_exception_is_recorded_on_the_turn_span_with_error_status(bot: 
     assert server.status.status_code is StatusCode.ERROR
     assert dict(server.attributes or {})[catalog.ERROR_TYPE] == "bot.bot.SimulatedFailure"
     assert [event.name for event in server.events] == ["exception"]
+    # The apology belongs to the failed turn: one of its replies, in its duration, sent within its span.
+    assert dict(server.attributes or {})[catalog.REPLIES] == 1
+    assert await bot.total("bot_turn_duration_seconds_count", bot_turn_outcome="error") == 1
 
 
 async def test_log_records_are_correlated_exported_once_and_sdk_logs_never(bot: RunningBot, capfd: Any) -> None:

@@ -135,10 +135,24 @@ def test_without_the_shortcut_every_measurement_takes_the_sdk_path(
     else:
         monkeypatch.setattr(instruments, "_hash_attributes", None)
         provider = _provider(reader)
-    counter = provider.get_meter("test").create_counter("turns")
+    meter = provider.get_meter("test")
+    # With exemplars sampled, histograms offer each measurement to the exemplar reservoir (the SDK's path); counters,
+    # whose exemplars nothing shows, keep the shortcut.
+    instrument = meter.create_histogram("turns") if fallback == "exemplars sampled" else meter.create_counter("turns")
+    calls = _sdk_calls(instrument, monkeypatch)
+    count = Recorder(instrument)
+    for _ in range(3):
+        count(1, WEBCHAT)
+    assert len(calls) == 3
+    assert _points(reader)[("turns", tuple(sorted(WEBCHAT)))][0] == 3
+
+
+def test_with_exemplars_sampled_counters_keep_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = InMemoryMetricReader()
+    counter = MeterProvider(metric_readers=[reader]).get_meter("test").create_counter("turns")
     calls = _sdk_calls(counter, monkeypatch)
     count = Recorder(counter)
     for _ in range(3):
         count(1, WEBCHAT)
-    assert len(calls) == 3
+    assert len(calls) == 1  # the first measurement resolves the aggregation
     assert _points(reader)[("turns", tuple(sorted(WEBCHAT)))] == (3,)
