@@ -96,15 +96,15 @@ class CorrelationLogProcessor(LogRecordProcessor):
         if sampled_with_turn:
             del attributes[SAMPLED_WITH_TURN]
         span = trace.get_current_span()
-        if not span.is_recording() or span.get_span_context().trace_id != record.trace_id:
+        if attributes is None or not span.is_recording() or span.get_span_context().trace_id != record.trace_id:
             return
         correlation = turn_correlation(span)
         rate = correlation.pop(catalog.SAMPLE_RATE, None)
         if sampled_with_turn and rate is not None:
             correlation[catalog.SAMPLE_RATE] = rate
         for key, value in correlation.items():
-            if attributes is None or key not in attributes:
-                record.attributes[key] = value  # type: ignore[index]
+            if key not in attributes:
+                attributes[key] = value
 
     def shutdown(self) -> None:
         return None
