@@ -293,6 +293,7 @@ CATALOG_SERIES = frozenset(
     for suffix in (HISTOGRAM_SUFFIXES if metric.instrument is Instrument.HISTOGRAM else ("",))
 )
 FILTER = ('environment=~"$environment"', 'instance=~"$instance"')
+PROMETHEUS_OWN_SERIES = frozenset({"up", "ALERTS"})
 PROMQL_WORDS = frozenset(
     {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 )
@@ -342,28 +343,34 @@ def test_dashboard_uses_the_datasource_the_variables_and_known_series() -> None:
     assert dashboard["title"] == "Chatbot overview"
     assert 36 <= dashboard["schemaVersion"] <= 41
     variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
-    assert set(variables) == {"environment", "instance"}
+    assert set(variables) == {"datasource", "environment", "instance"}
+    # Imported into any Grafana, the dashboard asks for a Prometheus data source instead of expecting a uid.
+    source = variables.pop("datasource")
+    assert source["type"] == "datasource"
+    assert source["query"] == "prometheus"
+    assert dashboard["templating"]["list"][0]["name"] == "datasource", "the other variables query it"
+    assert '"uid": "prometheus"' not in DASHBOARD.read_text(), "a hard-coded data source uid is left"
     expected_queries = {
         "environment": 'label_values(up{job="chatbot"}, environment)',
         "instance": 'label_values(up{job="chatbot", environment=~"$environment"}, instance)',
     }
     for name, variable in variables.items():
-        assert variable["datasource"]["uid"] == "prometheus"
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert variable["multi"] is True
         assert variable["includeAll"] is True
         assert variable["allValue"] == ".*"
         assert variable["query"]["query"] == expected_queries[name] == variable["definition"]
 
-    known = CATALOG_SERIES | recording_rules()
-    panels = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] != "row"]
+    known = CATALOG_SERIES | recording_rules() | PROMETHEUS_OWN_SERIES
+    panels = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] not in ("row", "alertlist")]
     assert {panel["type"] for panel in panels} <= {"timeseries", "stat"}
     read: set[str] = set()
     for panel in panels:
-        assert panel["datasource"]["uid"] == "prometheus", panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             where = f"{panel['title']}: {target['expr']}"
-            assert target["datasource"] == {"type": "prometheus", "uid": "prometheus"}, where
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
             selectors = _SELECTOR.findall(target["expr"])
             assert selectors, where
             for name, matchers in selectors:
@@ -402,6 +409,71 @@ def test_dashboard_uses_the_datasource_the_variables_and_known_series() -> None:
     }
     assert thresholds["Response time of /api/messages"][-1] == 2
     assert thresholds["CPU utilisation"][-1] == 0.8
+
+
+def _panels_by_title(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {panel["title"]: panel for panel in all_panels(dashboard["panels"]) if panel["type"] != "row"}
+
+
+def test_dashboard_editability_matches_its_provisioning() -> None:
+    """Grafana refuses to save changes to a dashboard provisioned with allowUiUpdates: false; offering an edit button
+    that cannot save is a trap, so the dashboard says what the provider allows."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    [provider] = parse_yaml(DASHBOARD_PROVIDER.read_text())["providers"]
+    assert dashboard["editable"] is provider["allowUiUpdates"]
+
+
+def test_dashboard_stats_and_series_agree_on_units_and_stats_of_a_moment_are_instant() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = _panels_by_title(dashboard)
+    # A stat and a series panel drawing the same query show it in the same unit.
+    units: dict[str, set[str]] = {}
+    for panel in panels.values():
+        if panel["type"] not in ("stat", "timeseries"):
+            continue
+        overridden = {
+            override["matcher"]["options"]
+            for override in panel["fieldConfig"].get("overrides", [])
+            if any(prop["id"] == "unit" for prop in override["properties"])
+        }
+        for target in panel["targets"]:
+            if target["refId"] not in overridden:
+                units.setdefault(target["expr"], set()).add(panel["fieldConfig"]["defaults"]["unit"])
+    assert {expr: found for expr, found in units.items() if len(found) > 1} == {}
+    shown = [target["expr"] for panel in panels.values() for target in panel.get("targets", [])]
+    shared = [expr for expr in units if shown.count(expr) > 1]
+    assert shared, "no query is shown by both a stat and a series panel: the check above checks nothing"
+    # Numbers over the dashboard's range ($__range) are one value: an instant query, not a series of points.
+    for panel in panels.values():
+        for target in panel.get("targets", []):
+            if "$__range" in target["expr"]:
+                assert target.get("instant") is True, panel["title"]
+                assert target.get("range") is False, panel["title"]
+    funnel = panels["Dialog funnel"]
+    assert all(target["instant"] for target in funnel["targets"])
+
+
+def test_dashboard_shows_the_alerts_and_the_service_level_against_objectives() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = _panels_by_title(dashboard)
+    alert_lists = [panel for panel in panels.values() if panel["type"] == "alertlist"]
+    assert len(alert_lists) == 1
+    options = alert_lists[0]["options"]
+    assert options["stateFilter"]["firing"]
+    assert options["stateFilter"]["pending"]
+    alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", (RULES / "alerts.yml").read_text(), re.MULTILINE)
+    assert all(alert.startswith(options["alertName"]) for alert in alerts), "the name filter hides an alert"
+    objectives = json.loads((ROOT / "loadtest" / "slo.json").read_text())
+    steps = {
+        title: [step["value"] for step in panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+        for title in ("Uptime", "Error rate vs objective", "p95 latency vs objective", "MTTR")
+    }
+    assert steps["Error rate vs objective"][-1] == objectives["error_ratio"]
+    assert steps["p95 latency vs objective"][-1] == objectives["reply_p95_seconds"]
+    assert steps["Uptime"][-1] == 0.999
+    mttr = [target["expr"] for target in panels["MTTR"]["targets"]]
+    assert all('ALERTS{alertstate="firing"' in expr for expr in mttr)
+    assert any(expr.startswith("(sum(") for expr in mttr), "no overall MTTR"
 
 
 # ---- compose, Grafana provisioning, runbooks ----------------------------------------------------------------------
@@ -585,6 +657,29 @@ def test_compose_and_grafana_provisioning_are_consistent() -> None:
     assert grafana_env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == f"{provider['options']['path']}/{DASHBOARD.name}"
 
 
+def test_runbook_links_are_absolute_under_one_configured_base() -> None:
+    """Alertmanager, e-mail and Teams show runbook_url as it is: a relative path is no link there."""
+    config = parse_yaml((INFRA / "prometheus" / "prometheus.yml").read_text())
+    base = config["global"]["external_labels"]["runbook_base_url"]
+    assert re.fullmatch(r"https?://[^\s/]+(/\S*)?", base), base
+    assert not base.endswith("/")
+    text = (RULES / "alerts.yml").read_text()
+    alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", text, re.MULTILINE)
+    found = re.findall(r"^\s+runbook_url: '(.*)'$", text, re.MULTILINE)
+    assert len(found) == len(alerts), "every alert has one runbook_url, in single quotes"
+    links = dict(zip(alerts, found, strict=True))
+    assert len(links) == 8
+    for alert, link in links.items():
+        # The label when Prometheus has it, the shipped base otherwise (promtool test rules has no external labels).
+        assert link == f'{{{{ or $externalLabels.runbook_base_url "{base}" }}}}/{alert}.md', alert
+    cases = (INFRA / "prometheus" / "tests" / "alerts_test.yml").read_text()
+    rendered = re.findall(r"runbook_url: (\S+)", cases)
+    assert rendered, "the promtool cases check the rendered link"
+    assert all(re.fullmatch(rf"{re.escape(base)}/Chatbot\w+\.md", link) for link in rendered), rendered
+    for link in rendered:
+        assert (RUNBOOKS / link.rsplit("/", 1)[1]).is_file(), link
+
+
 def test_every_alert_has_a_runbook() -> None:
     alerts_text = (RULES / "alerts.yml").read_text()
     alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", alerts_text, re.MULTILINE)
@@ -592,7 +687,7 @@ def test_every_alert_has_a_runbook() -> None:
     for alert in alerts:
         runbook = RUNBOOKS / f"{alert}.md"
         assert runbook.is_file(), f"{runbook} is missing"
-        assert f"runbook_url: docs/runbooks/{alert}.md" in alerts_text
+        assert f"/{alert}.md'" in alerts_text
         text = runbook.read_text()
         assert text.startswith(f"# {alert}")
         assert "```promql" in text, f"{runbook.name}: no PromQL to confirm"
