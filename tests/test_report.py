@@ -24,6 +24,7 @@ import aiohttp
 import matplotlib.image
 import numpy as np
 import pytest
+from matplotlib.dates import num2date
 
 from telemetry import catalog, report
 from telemetry.catalog import Instrument
@@ -59,7 +60,15 @@ CHARTS = {
     "knowledge.png": ["answers_per_second", "fallbacks_per_second", "fallback_ratio"],
     "alerts.png": ["alerts_firing"],
 }
-SECTIONS = ("SLO attainment", "Traffic", "Error ratio", "Latency", "Answers and fallbacks", "Alerts fired")
+SECTIONS = (
+    "Key figures against objectives",
+    "SLO attainment",
+    "Traffic",
+    "Error ratio",
+    "Latency",
+    "Answers and fallbacks",
+    "Alerts fired",
+)
 TURNS = ("help", "blorp wibble zonk", "/fail", "what can you do?", "which alerts exist?")
 ENOUGH_EVALUATIONS = 14  # rule evaluations with traffic before the report runs
 LOCAL = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
@@ -202,6 +211,7 @@ async def test_weekly_report_from_a_real_prometheus(
 
     out = tmp_path / "report"
     end = datetime.now(UTC)
+    future = end + timedelta(hours=1)  # clamped to now: nothing after now can be in Prometheus
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -211,7 +221,7 @@ async def test_weekly_report_from_a_real_prometheus(
         "--start",
         (end - timedelta(minutes=1)).isoformat(),
         "--end",
-        end.isoformat(),
+        future.isoformat(),
         "--step",
         "2s",
         "--out",
@@ -224,6 +234,7 @@ async def test_weekly_report_from_a_real_prometheus(
     _stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     log = stderr.decode()
     assert process.returncode == 0, log
+    assert "is in the future; the range ends now" in log, log
     assert len(re.findall(r"^\s+\[\s*\d+/\d+\] ", log, re.MULTILINE)) == len(report.QUERIES), log
 
     markdown = (out / "report.md").read_text()
@@ -250,8 +261,25 @@ async def test_weekly_report_from_a_real_prometheus(
     assert slo["steps_with_traffic"] > 0
     assert slo["attainment"] is not None
     assert 0 < slo["availability"] <= 1
+    assert datetime.fromisoformat(summary["end"]) < future
     [drill] = [alert for alert in summary["alerts"] if alert["alertname"] == DRILL_ALERT]
-    assert drill["episodes"]
+    # The episode starts at Prometheus' first evaluation that found the alert firing, read back from Prometheus.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        [samples] = await query(
+            session, prometheus.url, f'ALERTS{{alertname="{DRILL_ALERT}",alertstate="firing"}}[5m] @ {end_of(summary)}'
+        )
+    firing_times = [float(timestamp) for timestamp, _ in samples["values"]]
+    assert firing_times[0] >= datetime.fromisoformat(summary["start"]).timestamp(), "fired before the range: widen it"
+    [episode] = drill["episodes"]
+    assert episode["since"] == firing_times[0]
+    assert episode["resolved"] is False, "the drill alert still fires at the end of the range"
+    assert episode["until"] == datetime.fromisoformat(summary["end"]).timestamp()
+    assert "≈" in markdown, "estimated counts must be marked as estimates"
+    assert summary["kpis"]["Uptime (successful scrapes)"]["value"] == slo["availability"]
+
+
+def end_of(summary: dict[str, Any]) -> float:
+    return datetime.fromisoformat(summary["end"]).timestamp()
 
 
 def assert_real_picture(path: Path) -> None:
@@ -282,6 +310,143 @@ def test_auto_step_and_rate_window() -> None:
     assert short.rate_window == report.MIN_RATE_WINDOW_SECONDS
     with pytest.raises(ValueError, match="before the end"):
         report.make_window("2025-01-14T00:00:00Z", None, "2025-01-13T00:00:00Z", "auto")
+
+
+def test_an_end_in_the_future_is_clamped_to_now() -> None:
+    now = datetime(2025, 1, 13, 12, 0, tzinfo=UTC)
+    window = report.make_window(None, 7, "2025-01-20T00:00:00Z", "auto", now=now)
+    assert window.end == now
+    assert window.start == now - timedelta(days=7)
+    assert "in the future" in window.note
+    assert report.make_window(None, 7, "2025-01-13T00:00:00Z", "auto", now=now).note == ""
+
+
+# ---- alert episodes and MTTR from Prometheus' alert state -----------------------------------------------------------
+
+EVALUATION = 15.0
+
+
+def _firing(alertname: str, times: list[float], **labels: str) -> report.Series:
+    return report.Series(
+        {"__name__": "ALERTS", "alertname": alertname, "alertstate": "firing", **labels}, [(t, 1.0) for t in times]
+    )
+
+
+def _for_state(alertname: str, samples: list[tuple[float, float]], **labels: str) -> report.Series:
+    return report.Series({"__name__": "ALERTS_FOR_STATE", "alertname": alertname, **labels}, samples)
+
+
+def _every(start: float, count: int) -> list[float]:
+    return [start + EVALUATION * number for number in range(count)]
+
+
+def test_alert_episodes_last_as_long_as_prometheus_found_them_firing() -> None:
+    """An alert firing for 1.5 min is reported as 1.5 min (plus the evaluation that found it resolved), whatever the
+    report's step; two episodes are told apart by ALERTS_FOR_STATE even without a gap between them."""
+    first = _every(1000, 6)  # firing at 1000 … 1075: resolved at the evaluation at 1090
+    second = _every(2000, 3)  # 2000 … 2030
+    third = _every(2045, 2)  # right after, but a new activation (another active-at time)
+    for_state = [(t, 940.0) for t in first] + [(t, 1940.0) for t in second] + [(t, 2040.0) for t in third]
+    alerts = report.alert_episodes(
+        [_firing("ChatbotSlowResponses", first + second + third, instance="bot-1", severity="warning")],
+        [_for_state("ChatbotSlowResponses", for_state, instance="bot-1", severity="warning")],
+        end=9000,
+    )
+    [alert] = alerts
+    assert [(e.since, e.until, e.resolved) for e in alert.episodes] == [
+        (1000, 1090, True),
+        (2000, 2045, True),
+        (2045, 2075, True),
+    ]
+    assert alert.episodes[0].seconds == 90
+    assert alert.mttr_seconds == (90 + 45 + 30) / 3
+    assert alert.labels == {"instance": "bot-1", "severity": "warning"}
+
+
+def test_an_alert_still_firing_at_the_end_is_open_and_left_out_of_mttr() -> None:
+    alerts = report.alert_episodes(
+        [_firing("ChatbotDown", _every(100, 4), instance="a"), _firing("ChatbotHighCpu", _every(10, 2), instance="a")],
+        [],
+        end=100 + EVALUATION * 3,
+    )
+    by_name = {alert.alertname: alert for alert in alerts}
+    [open_episode] = by_name["ChatbotDown"].episodes
+    assert (open_episode.since, open_episode.until, open_episode.resolved) == (100, 145, False)
+    assert by_name["ChatbotDown"].mttr_seconds is None
+    assert by_name["ChatbotHighCpu"].mttr_seconds == 30
+    assert report.overall_mttr(alerts) == (30, 1)
+
+
+def test_key_figures_compare_the_seeds_kpis_with_their_objectives() -> None:
+    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
+    results = report.Results(window, "http://prometheus")
+    for key, value in (("availability", 0.9995), ("total_turns", 1000.0), ("failed_turns", 20.0)):
+        results.series[key] = [report.Series({}, [(0.0, value)])]
+    results.series["latency_p95_range"] = [report.Series({}, [(0.0, 3.5)])]
+    down = _firing("ChatbotDown", _every(1000, 4))
+    figures = {kpi.name: kpi for kpi in report.kpis(results, report.alert_episodes([down], [], 9000), 2.0, 0.01, 0.999)}
+    assert figures["Uptime (successful scrapes)"].met == "met"
+    assert figures["Error rate (failed turns / turns)"].value == 0.02
+    assert figures["Error rate (failed turns / turns)"].met == "missed"
+    p95 = figures["p95 response time of /api/messages"]
+    assert p95.met == "missed"
+    assert "histogram estimate, between the bucket edges 2.5 s and 5 s" in p95.shown
+    assert figures["MTTR (alert firing → resolved)"].value == 60
+    assert report.bucket_edges(2.505) == (2.5, 5.0)
+    assert report.bucket_edges(2.2) == (2.0, 2.5)
+
+
+# ---- charts: what is drawn is the data ------------------------------------------------------------------------------
+
+
+def _results_with(points: dict[str, list[tuple[float, float]]]) -> report.Results:
+    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T02:00:00Z", "1m")
+    results = report.Results(window, "http://prometheus")
+    for key, values in points.items():
+        results.series[key] = [report.Series({}, values)]
+    return results
+
+
+def _drawn(chart_file: str, results: report.Results) -> dict[str, tuple[list[float], list[float], Any]]:
+    """label -> (unix seconds, values, markevery) of every data line of a report chart."""
+    [chart] = [chart for chart in report.chart_specs(2.0, 0.01) if chart.file == chart_file]
+    drawn = report.chart_figure(chart, results)
+    assert drawn is not None
+    figure, _ = drawn
+    lines: dict[str, tuple[list[float], list[float], Any]] = {}
+    for axes in figure.axes:
+        for line in axes.get_lines():
+            xs: list[Any] = list(np.asarray(line.get_xdata(), dtype=object))
+            ys = [float(y) for y in np.asarray(line.get_ydata(), dtype=float)]
+            if len(xs) == 2 and ys[0] == ys[1] and line.get_linestyle() == "--":
+                continue  # the objective line
+            seconds = [x.timestamp() if isinstance(x, datetime) else num2date(x).timestamp() for x in xs]
+            lines[str(line.get_label())] = ([round(t) for t in seconds], ys, line.get_markevery())
+    return lines
+
+
+def test_report_charts_plot_exactly_the_series_they_came_from() -> None:
+    start = datetime(2025, 1, 13, tzinfo=UTC).timestamp()
+    turns = [(start + 60 * n, 0.5 + n / 10) for n in range(100)]  # dense
+    ratio = [(start + 60 * n, 0.02) for n in range(100)]
+    errors = [(start + 600, 0.25)]  # a single point: sparse
+    results = _results_with(
+        {"turns_per_second": turns, "requests_per_second": turns, "turn_error_ratio": errors, "http_5xx_ratio": ratio}
+    )
+    traffic = _drawn("traffic.png", results)
+    assert traffic["turns/s"][:2] == ([round(t) for t, _ in turns], [v for _, v in turns])
+    error_chart = _drawn("errors.png", results)
+    assert error_chart["failed turns"][:2] == ([round(start + 600)], [25.0])  # scaled to %
+    assert error_chart["failed turns"][2] is None, "a lone point is drawn with a marker (a line needs two points)"
+    assert error_chart["HTTP 5xx"][1] == [2.0] * 100
+    assert traffic["turns/s"][2] == [], "a dense, gapless series has no markers"
+
+
+def test_an_isolated_point_in_a_dense_series_gets_a_marker() -> None:
+    start = datetime(2025, 1, 13, tzinfo=UTC).timestamp()
+    points = [(start + 60 * n, 1.0) for n in range(80)] + [(start + 60 * 100, 2.0)]
+    drawn = _drawn("traffic.png", _results_with({"turns_per_second": points}))
+    assert drawn["turns/s"][2] == [80]
 
 
 # ---- the dashboard ------------------------------------------------------------------------------------------------
