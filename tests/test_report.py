@@ -638,6 +638,12 @@ def test_dashboard_shows_the_alerts_and_the_service_level_against_objectives() -
     assert steps["Uptime"][-1] == 0.999
     mttr = [target["expr"] for target in panels["MTTR"]["targets"]]
     assert all('ALERTS{alertstate="firing"' in expr for expr in mttr)
+    # It samples the alert state at Prometheus' evaluation interval: one sample per evaluation, none missed.
+    evaluation = parse_yaml((INFRA / "prometheus" / "prometheus.yml").read_text())["global"]["evaluation_interval"]
+    assert evaluation == "15s"
+    assert all(expr.count(":15s]") == 2 for expr in mttr)
+    assert all("* 15)" in expr for expr in mttr)
+    assert all("offset 15s" in expr for expr in mttr)
     assert any(expr.startswith("(sum(") for expr in mttr), "no overall MTTR"
 
 
