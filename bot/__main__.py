@@ -113,6 +113,12 @@ async def serve(
             runtime.tune_after_start()
         telemetry.emit_event(catalog.EVENT_INITIALIZED.name, {"service.version": telemetry.config.service_version})
         await stop.wait()
+        if worker is None:
+            print(
+                f"otel-chatbot: stopping (turns in flight get up to {settings.shutdown_timeout_seconds:g} s, "
+                "then telemetry is flushed)",
+                flush=True,
+            )
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
@@ -145,6 +151,8 @@ def run(settings: Settings, worker: WorkerRole | None = None) -> int:
             telemetry.shutdown()
         if storage is not None:
             storage.close()
+    if worker is None:  # a supervisor of workers says it itself
+        print("otel-chatbot: stopped", flush=True)
     return 0
 
 

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from telemetry import catalog
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_TIMEOUT_SECONDS = 30  # Locust lets users finish the turn in progress for up to this long
 LOCUST_GRACE_SECONDS = 60  # start-up and writing reports, beyond the run's time limit
+TARGET_CHECK_TIMEOUT_SECONDS = 10.0
 _ECHOED = ("[progress]", "/WARNING/", "/ERROR/", "/CRITICAL/")
 
 
@@ -65,6 +68,7 @@ def run(plan: Plan) -> int:
             before = prometheus_tally(bot.scrape())
         else:
             target = plan.target
+            check_target(target)
             token = bearer_token(env)
             if token:
                 env[TOKEN_VARIABLE] = token
@@ -93,6 +97,27 @@ def run(plan: Plan) -> int:
         locust_posts = int(summary.get("locust_requests", {}).get("POST", 0))
         reconciliation = reconcile(records, prometheus, ledger, locust_posts)
     return judge(plan, target, summary, records, reconciliation, completed)
+
+
+def check_target(url: str, timeout: float = TARGET_CHECK_TIMEOUT_SECONDS) -> None:
+    """Fail in seconds, before any load, when nothing answers at the target: a dead target would otherwise run the
+    whole shape (30 minutes for soak) and end in a verdict full of connection errors. GET on the messaging endpoint
+    is answered 405 by a Bot Framework bot; no answer, a 404 (nothing there) or a 502/503/504 (a gateway in front of
+    a stopped app) means there is no bot to load."""
+    host = urlsplit(url).hostname or ""
+    handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(urllib.request.Request(url, method="GET"), timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise RuntimeError(f"the target {url} does not answer ({reason}); no load was sent") from None
+    if status == 404 or status in (502, 503, 504):
+        raise RuntimeError(f"the target {url} answered GET with {status}: no bot there; no load was sent")
+    say(f"target {url} answers (GET: {status})")
 
 
 def run_locust(plan: Plan, target: str, env: dict[str, str]) -> bool:
@@ -164,13 +189,10 @@ def judge(
     checks = evaluate(plan.objectives, measured, plan.shape.target_turns_per_second)
     files = ["report.html", "locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "turns.csv"]
     knee = None
-    history_file = plan.out_dir / "locust_stats_history.csv"
-    if history_file.exists():
-        history = charts.read_history(history_file, plan.transport)
-        drawn = charts.draw(
-            history, plan.out_dir, plan.shape.target_turns_per_second, plan.objectives.reply_p95_seconds
-        )
-        files += [path.name for path in drawn]
+    started = float(summary.get("started") or 0.0) or min((record.started for record in records), default=0.0)
+    history = charts.build_history(records, started, plan.out_dir / "locust_stats_history.csv")
+    drawn = charts.draw(history, plan.out_dir, plan.shape.target_turns_per_second, plan.objectives.reply_p95_seconds)
+    files += [path.name for path in drawn]
     if plan.shape.name == "ramp":
         levels = report.shape_levels(records, plan.shape, float(summary.get("started") or 0.0))
         # A ramp's own latency objective is usually off; the knee still says where the general one was reached.

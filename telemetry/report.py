@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 DEFAULT_DAYS = 7.0
 DEFAULT_SLO_P95_SECONDS = 2.0  # the monitoring guide's response-time threshold, also the ChatbotSlowResponses alert
 DEFAULT_SLO_ERROR_RATIO = 0.01
+DEFAULT_SLO_AVAILABILITY = 0.999  # uptime objective: share of successful scrapes
+SPARSE_POINTS = 60  # a series with at most this many points is drawn with a marker on every point
 REQUEST_TIMEOUT_SECONDS = 30.0
 TARGET_POINTS = 400  # auto step: about this many points per series (Prometheus allows 11,000)
 MIN_RATE_WINDOW_SECONDS = 300  # rates over at least 5 minutes, as the recording rules and alerts use
@@ -51,6 +54,7 @@ EXIT_UNREACHABLE = 2
 class Kind(StrEnum):
     RANGE = "range"  # /api/v1/query_range over the report's range, one point per step
     INSTANT = "instant"  # /api/v1/query at the end of the range
+    SAMPLES = "samples"  # /api/v1/query of a range vector at the end: the raw samples, one per rule evaluation
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,24 @@ QUERIES: tuple[Query, ...] = (
         f"(sum(rate({_FALLBACKS}[$window])) or vector(0)) / sum(rate({_RECEIVED}[$window]))",
         "Share of received messages the bot did not understand",
     ),
-    Query("alerts_firing", Kind.RANGE, 'ALERTS{alertstate="firing"}', "Alerts in the firing state"),
+    Query(
+        "alerts_firing",
+        Kind.SAMPLES,
+        'ALERTS{alertstate="firing"}[$range]',
+        "Every evaluation that found an alert firing (Prometheus' own alert state)",
+    ),
+    Query(
+        "alerts_for_state",
+        Kind.SAMPLES,
+        "ALERTS_FOR_STATE[$range]",
+        "When each active alert became active (its value): tells one episode from the next",
+    ),
+    Query(
+        "latency_p95_range",
+        Kind.INSTANT,
+        f"histogram_quantile(0.95, sum by (le) (increase({_BUCKETS}[$range])))",
+        f"95th percentile response time of {MESSAGES_ROUTE} over the whole range",
+    ),
     Query("total_turns", Kind.INSTANT, f"sum(increase({_TURNS}[$range]))", "Turns in the range"),
     Query("failed_turns", Kind.INSTANT, f"sum(increase({_TURN_ERRORS}[$range]))", "Failed turns in the range"),
     Query("total_requests", Kind.INSTANT, f"sum(increase({_REQUESTS}[$range]))", "Requests in the range"),
@@ -174,6 +195,8 @@ class PrometheusClient:
         result = data.get("result", [])
         if data.get("resultType") == "scalar":
             return [Series({}, _finite([result]))]
+        if data.get("resultType") == "matrix":  # a range vector: every raw sample
+            return [Series(dict(item.get("metric", {})), _finite(item.get("values", []))) for item in result]
         return [Series(dict(item.get("metric", {})), _finite([item["value"]])) for item in result]
 
     def _get(self, path: str, params: dict[str, str | float]) -> dict[str, Any]:
@@ -228,6 +251,7 @@ class Window:
     end: datetime
     step: float  # seconds between points
     rate_window: int  # seconds each rate looks back
+    note: str = ""  # what was adjusted (an --end in the future)
 
     @property
     def seconds(self) -> float:
@@ -263,8 +287,15 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def make_window(start: str | None, days: float | None, end: str | None, step: str) -> Window:
-    end_at = parse_time(end) if end else datetime.now(UTC)
+def make_window(
+    start: str | None, days: float | None, end: str | None, step: str, now: datetime | None = None
+) -> Window:
+    now = now or datetime.now(UTC)
+    end_at = parse_time(end) if end else now
+    note = ""
+    if end_at > now:  # Prometheus has nothing after now: a later end would draw an empty tail and skew "per day"
+        note = f"--end {end_at.isoformat()} is in the future; the range ends now ({now.isoformat(timespec='seconds')})"
+        end_at = now
     start_at = parse_time(start) if start else end_at - timedelta(days=DEFAULT_DAYS if days is None else days)
     if start_at >= end_at:
         raise ValueError(f"the start ({start_at.isoformat()}) must be before the end ({end_at.isoformat()})")
@@ -272,7 +303,7 @@ def make_window(start: str | None, days: float | None, end: str | None, step: st
     step_seconds = parse_step(step, seconds)
     if seconds / step_seconds > 11_000:
         raise ValueError(f"--step {step} gives more than 11,000 points over {seconds:.0f} s; use a larger step")
-    return Window(start_at, end_at, step_seconds, max(MIN_RATE_WINDOW_SECONDS, math.ceil(step_seconds)))
+    return Window(start_at, end_at, step_seconds, max(MIN_RATE_WINDOW_SECONDS, math.ceil(step_seconds)), note)
 
 
 # ---- collecting ----------------------------------------------------------------------------------------------------
@@ -307,7 +338,7 @@ def collect(client: PrometheusClient, window: Window, log: Any = sys.stderr) -> 
         began = time.monotonic()
         if query.kind is Kind.RANGE:
             found = client.query_range(expr, start, end, window.step)
-        else:
+        else:  # INSTANT, or SAMPLES: a range vector evaluated at the end
             found = client.query(expr, end)
         results.series[query.key] = found
         count = sum(len(item.points) for item in found)
@@ -323,34 +354,78 @@ def collect(client: PrometheusClient, window: Window, log: Any = sys.stderr) -> 
 
 
 @dataclass(frozen=True)
+class Episode:
+    since: float  # the first evaluation that found the alert firing (unix seconds)
+    until: float  # the evaluation that found it resolved, or the end of the range while it still fires
+    resolved: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.until - self.since
+
+
+@dataclass(frozen=True)
 class AlertEpisodes:
     alertname: str
     labels: dict[str, str]
-    episodes: list[tuple[float, float]]  # (from, to) unix seconds; `to` is one step after the last firing point
+    episodes: list[Episode]
 
     @property
     def firing_seconds(self) -> float:
-        return sum(until - since for since, until in self.episodes)
+        return sum(episode.seconds for episode in self.episodes)
+
+    @property
+    def mttr_seconds(self) -> float | None:
+        """Mean time from firing to resolution over the resolved episodes."""
+        resolved = [episode.seconds for episode in self.episodes if episode.resolved]
+        return sum(resolved) / len(resolved) if resolved else None
 
 
-def alert_episodes(series: list[Series], step: float) -> list[AlertEpisodes]:
-    """Turn ALERTS{alertstate="firing"} points into firing periods; a gap of more than one step ends a period."""
+def _alert_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in {"__name__", "alertstate"}))
+
+
+def _median_spacing(series: Iterable[Series]) -> float | None:
+    gaps = sorted(
+        later - earlier for item in series for (earlier, _), (later, _) in pairwise(item.points) if later > earlier
+    )
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+def alert_episodes(firing: list[Series], for_state: list[Series], end: float) -> list[AlertEpisodes]:
+    """Firing episodes from Prometheus' raw alert state: `firing` holds every evaluation that found an alert firing
+    (ALERTS{alertstate="firing"}[range]), `for_state` the same evaluations' ALERTS_FOR_STATE, whose value is the time
+    the episode became active. An episode ends when that value changes or evaluations stop finding the alert firing;
+    it was resolved at the next evaluation (one evaluation interval after its last firing sample), unless that is
+    past `end`: then it is still firing and counted up to `end`."""
+    interval = _median_spacing(firing) or _median_spacing(for_state) or 0.0
+    active_at = {_alert_key(item.labels): dict(item.points) for item in for_state}
     found = []
-    for item in series:
+    for item in firing:
         if not item.points:
             continue
-        episodes: list[tuple[float, float]] = []
+        started_by_time = active_at.get(_alert_key(item.labels), {})
         times = sorted(timestamp for timestamp, _ in item.points)
-        since = previous = times[0]
-        for timestamp in times[1:]:
-            if timestamp - previous > step * 1.5:
-                episodes.append((since, previous + step))
-                since = timestamp
-            previous = timestamp
-        episodes.append((since, previous + step))
+        runs: list[list[float]] = [[times[0]]]
+        for previous, timestamp in pairwise(times):
+            new_activation = started_by_time.get(timestamp) != started_by_time.get(previous)
+            if timestamp - previous > interval * 1.5 or new_activation:
+                runs.append([])
+            runs[-1].append(timestamp)
+        episodes = []
+        for run in runs:
+            resolved_at = run[-1] + interval
+            still_firing = resolved_at >= end
+            episodes.append(Episode(run[0], end if still_firing else resolved_at, not still_firing))
         labels = {k: v for k, v in item.labels.items() if k not in {"__name__", "alertname", "alertstate"}}
         found.append(AlertEpisodes(item.labels.get("alertname", "?"), labels, episodes))
     return sorted(found, key=lambda alert: (-alert.firing_seconds, alert.alertname))
+
+
+def overall_mttr(alerts: Sequence[AlertEpisodes]) -> tuple[float | None, int]:
+    """Mean time to resolution over every resolved episode of every alert, and how many episodes that is."""
+    resolved = [episode.seconds for alert in alerts for episode in alert.episodes if episode.resolved]
+    return (sum(resolved) / len(resolved) if resolved else None), len(resolved)
 
 
 @dataclass(frozen=True)
@@ -462,11 +537,25 @@ def _new_figure(title: str) -> tuple[Figure, Any]:
     return figure, axes
 
 
-def draw_chart(chart: Chart, results: Results, out: Path) -> list[str]:
-    """Draw one chart; returns the query keys it plotted (empty: no data, nothing written)."""
+def _marked(points: Sequence[Point], step: float) -> list[int] | None:
+    """Which points get a marker: all of a sparse series, else those with no neighbour one step away (a line needs
+    two points, so a lone point would not be drawn at all)."""
+    if len(points) <= SPARSE_POINTS:
+        return None  # matplotlib: every point
+    near = step * 1.5
+    return [
+        index
+        for index, (timestamp, _) in enumerate(points)
+        if (index == 0 or timestamp - points[index - 1][0] > near)
+        and (index == len(points) - 1 or points[index + 1][0] - timestamp > near)
+    ]
+
+
+def chart_figure(chart: Chart, results: Results) -> tuple[Figure, list[str]] | None:
+    """The chart as a Figure and the query keys it plotted; None when no line has data."""
     plotted = [line.key for line in chart.lines if results.points(line.key)]
     if not plotted:
-        return []
+        return None
     figure, axes = _new_figure(chart.title)
     secondary = axes.twinx() if any(line.secondary for line in chart.lines) else None
     handles = []
@@ -484,6 +573,9 @@ def draw_chart(chart: Chart, results: Results, out: Path) -> list[str]:
             color=f"C{number}",  # one colour cycle across both axes
             linewidth=1.4,
             linestyle=":" if line.secondary else ("-", "--")[number % 2],  # coinciding lines stay visible
+            marker="o",
+            markersize=3,
+            markevery=_marked(points, results.window.step),
         )
         handles.append(handle)
     if chart.threshold is not None:
@@ -499,6 +591,15 @@ def draw_chart(chart: Chart, results: Results, out: Path) -> list[str]:
         secondary.set_ylim(bottom=0)
     axes.set_xlim(results.window.start, results.window.end)
     axes.legend(handles=handles, loc="upper left", fontsize="small")
+    return figure, plotted
+
+
+def draw_chart(chart: Chart, results: Results, out: Path) -> list[str]:
+    """Draw one chart; returns the query keys it plotted (empty: no data, nothing written)."""
+    drawn = chart_figure(chart, results)
+    if drawn is None:
+        return []
+    figure, plotted = drawn
     figure.savefig(out / chart.file)
     return plotted
 
@@ -511,11 +612,13 @@ def draw_alerts(alerts: list[AlertEpisodes], window: Window, out: Path, file: st
     names = []
     for row, alert in enumerate(alerts):
         bars = [
-            (mdates.date2num(datetime.fromtimestamp(since, UTC)), (until - since) / 86400)
-            for since, until in alert.episodes
+            (mdates.date2num(datetime.fromtimestamp(episode.since, UTC)), episode.seconds / 86400)
+            for episode in alert.episodes
         ]
         color = "tab:red" if alert.labels.get("severity") == "critical" else "tab:orange"
         axes.broken_barh(bars, (row - 0.35, 0.7), color=color)
+        # A few minutes in a week is narrower than a pixel: a marker at each start keeps every episode visible.
+        axes.plot([start for start, _ in bars], [row] * len(bars), linestyle="none", marker="o", color=color)
         names.append(_alert_title(alert))
     axes.set_yticks(range(len(alerts)), names, fontsize="small")
     axes.set_ylim(-0.7, len(alerts) - 0.3)
@@ -550,6 +653,33 @@ def _percent(value: float | None, digits: int = 2) -> str:
     return "no data" if value is None else f"{value * 100:.{digits}f} %"
 
 
+def _estimate(value: float | None, digits: int = 0) -> str:
+    """A count from increase(), which extrapolates to the edges of the range: close, not exact."""
+    return "no data" if value is None else f"≈ {value:,.{digits}f}"
+
+
+def bucket_edges(seconds: float) -> tuple[float, float] | None:
+    """The histogram bucket a quantile estimate falls into: Prometheus interpolates linearly inside it."""
+    lower = 0.0
+    for upper in catalog.DURATION_BUCKETS:
+        if seconds <= upper:
+            return lower, upper
+        lower = upper
+    return None
+
+
+def _quantile_estimate(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data"
+    edges = bucket_edges(seconds)
+    where = f"between the bucket edges {edges[0]:g} s and {edges[1]:g} s" if edges else "above the last bucket"
+    return f"≈ {seconds:.3f} s (histogram estimate, {where})"
+
+
+def _met(value: float | None, good: bool) -> str:
+    return "no data" if value is None else ("met" if good else "missed")
+
+
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
@@ -573,6 +703,57 @@ def _range_stats(points: Sequence[Point], scale: float = 1.0, unit: str = "", di
     )
 
 
+@dataclass(frozen=True)
+class Kpi:
+    """One of the seed's key figures against its objective."""
+
+    name: str
+    value: float | None
+    shown: str
+    objective: str
+    met: str
+
+
+def kpis(
+    results: Results, alerts: Sequence[AlertEpisodes], slo_p95: float, slo_error_ratio: float, slo_availability: float
+) -> list[Kpi]:
+    uptime = results.scalar("availability")
+    total, failed = results.scalar("total_turns"), results.scalar("failed_turns")
+    error_rate = (failed or 0.0) / total if total else None
+    p95 = results.scalar("latency_p95_range")
+    mttr, resolved = overall_mttr(alerts)
+    return [
+        Kpi(
+            "Uptime (successful scrapes)",
+            uptime,
+            _percent(uptime, 3),
+            f"≥ {_percent(slo_availability, 1)}",
+            _met(uptime, uptime is not None and uptime >= slo_availability),
+        ),
+        Kpi(
+            "Error rate (failed turns / turns)",
+            error_rate,
+            _percent(error_rate),
+            f"< {_percent(slo_error_ratio, 2)}",
+            _met(error_rate, error_rate is not None and error_rate < slo_error_ratio),
+        ),
+        Kpi(
+            f"p95 response time of {MESSAGES_ROUTE}",
+            p95,
+            _quantile_estimate(p95),
+            f"< {slo_p95:g} s",
+            _met(p95, p95 is not None and p95 < slo_p95),
+        ),
+        Kpi(
+            "MTTR (alert firing → resolved)",
+            mttr,
+            "no alert resolved" if mttr is None else f"{_duration(mttr)} over {resolved} resolved episodes",
+            "as short as possible",
+            "",
+        ),
+    ]
+
+
 def build_sections(
     results: Results,
     slo: SloSummary,
@@ -580,8 +761,20 @@ def build_sections(
     charts: dict[str, list[str]],
     slo_p95: float,
     slo_error_ratio: float,
+    key_figures: Sequence[Kpi] = (),
 ) -> list[Section]:
     window = results.window
+    figures = Section(
+        "Key figures against objectives",
+        [
+            "Over the whole range. Counts from `increase()` are estimates (marked ≈: Prometheus extrapolates to the "
+            "edges of the range), and percentiles are estimated from histogram buckets."
+        ],
+        table=(
+            ["Measure", "Value", "Objective", "Result"],
+            [[kpi.name, kpi.shown, kpi.objective, kpi.met] for kpi in key_figures],
+        ),
+    )
     failed_share = (
         slo.failed_turns / slo.total_turns
         if slo.total_turns and slo.failed_turns is not None and slo.total_turns > 0
@@ -600,15 +793,15 @@ def build_sections(
                 ["Steps meeting both objectives", _percent(slo.share(slo.both_good))],
                 [f"Steps with p95 < {slo_p95:g} s", _percent(slo.share(slo.latency_good))],
                 [f"Steps with error ratio < {_percent(slo_error_ratio, 2)}", _percent(slo.share(slo.errors_good))],
-                ["Turns", _number(slo.total_turns)],
-                ["Failed turns", f"{_number(slo.failed_turns)} ({_percent(failed_share)})"],
+                ["Turns (estimated)", _estimate(slo.total_turns)],
+                ["Failed turns (estimated)", f"{_estimate(slo.failed_turns)} ({_percent(failed_share)})"],
                 ["Availability (successful scrapes of the bot)", _percent(slo.availability, 3)],
                 ["Instances seen", _number(results.scalar("instances"))],
                 ["Alerts fired", str(len(alerts))],
             ],
         ),
     )
-    sections = [summary]
+    sections = [figures, summary] if key_figures else [summary]
 
     def chart_section(title: str, file: str, lines: list[str]) -> None:
         section = Section(title, lines)
@@ -624,7 +817,7 @@ def build_sections(
         [
             f"Turns per second: {_range_stats(results.points('turns_per_second'))}.",
             f"Requests per second: {_range_stats(results.points('requests_per_second'))}.",
-            f"Requests in the range: {_number(results.scalar('total_requests'))}.",
+            f"Requests in the range: {_estimate(results.scalar('total_requests'))} (estimated).",
         ],
     )
     chart_section(
@@ -638,30 +831,41 @@ def build_sections(
     chart_section(
         "Latency",
         "latency.png",
-        [f"p{q}: {_range_stats(results.points(f'latency_p{q}'), 1, ' s')}." for q in ("50", "95", "99")],
+        [
+            "Percentiles are estimated from the histogram's buckets (linear inside a bucket).",
+            *(f"p{q}: {_range_stats(results.points(f'latency_p{q}'), 1, ' s')}." for q in ("50", "95", "99")),
+            f"p95 over the whole range: {_quantile_estimate(results.scalar('latency_p95_range'))}.",
+        ],
     )
     chart_section(
         "Answers and fallbacks",
         "knowledge.png",
         [
-            f"Knowledge answers: {_number(results.scalar('total_answers'))}; "
-            f"fallbacks: {_number(results.scalar('total_fallbacks'))}.",
+            f"Knowledge answers: {_estimate(results.scalar('total_answers'))}; "
+            f"fallbacks: {_estimate(results.scalar('total_fallbacks'))} (estimated).",
             f"Fallback ratio: {_range_stats(results.points('fallback_ratio'), 100, ' %', 1)}.",
         ],
     )
     alert_section = Section("Alerts fired")
     if alerts:
         alert_section.image = "alerts.png" if charts.get("alerts.png") else None
+        alert_section.paragraphs.append(
+            "From Prometheus' own alert state: every rule evaluation that found the alert firing "
+            "(`ALERTS`), episodes told apart by `ALERTS_FOR_STATE`. An episode resolves at the first evaluation "
+            "that no longer finds it firing; MTTR is the mean firing time of the resolved episodes."
+        )
         alert_section.table = (
-            ["Alert", "Severity", "Instance", "Times fired", "First fired (UTC)", "Firing for"],
+            ["Alert", "Severity", "Instance", "Times fired", "First fired (UTC)", "Firing in total", "MTTR", "Open"],
             [
                 [
                     alert.alertname,
                     alert.labels.get("severity", ""),
                     alert.labels.get("instance", alert.labels.get("otel_component_name", "")),
                     str(len(alert.episodes)),
-                    _utc(alert.episodes[0][0]),
+                    _utc(alert.episodes[0].since),
                     _duration(alert.firing_seconds),
+                    "not resolved" if alert.mttr_seconds is None else _duration(alert.mttr_seconds),
+                    "still firing" if not alert.episodes[-1].resolved else "",
                 ]
                 for alert in alerts
             ],
@@ -745,7 +949,13 @@ def render_html(title: str, subtitle: str, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def write_report(results: Results, out: Path, slo_p95: float, slo_error_ratio: float) -> dict[str, Any]:
+def write_report(
+    results: Results,
+    out: Path,
+    slo_p95: float,
+    slo_error_ratio: float,
+    slo_availability: float = DEFAULT_SLO_AVAILABILITY,
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     window = results.window
     charts: dict[str, list[str]] = {}
@@ -753,7 +963,9 @@ def write_report(results: Results, out: Path, slo_p95: float, slo_error_ratio: f
         plotted = draw_chart(chart, results, out)
         if plotted:
             charts[chart.file] = plotted
-    alerts = alert_episodes(results.series.get("alerts_firing", []), window.step)
+    alerts = alert_episodes(
+        results.series.get("alerts_firing", []), results.series.get("alerts_for_state", []), window.end.timestamp()
+    )
     if draw_alerts(alerts, window, out):
         charts["alerts.png"] = ["alerts_firing"]
     slo = slo_summary(results, slo_p95, slo_error_ratio)
@@ -762,7 +974,10 @@ def write_report(results: Results, out: Path, slo_p95: float, slo_error_ratio: f
     subtitle = (
         f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, from Prometheus at `{results.prometheus}`."
     )
-    sections = build_sections(results, slo, alerts, charts, slo_p95, slo_error_ratio)
+    key_figures = kpis(results, alerts, slo_p95, slo_error_ratio, slo_availability)
+    if window.note:
+        subtitle += f" Note: {window.note}."
+    sections = build_sections(results, slo, alerts, charts, slo_p95, slo_error_ratio, key_figures)
     (out / "report.md").write_text(render_markdown(title, subtitle, sections), encoding="utf-8")
     (out / "report.html").write_text(render_html(title, subtitle, sections), encoding="utf-8")
 
@@ -783,8 +998,22 @@ def write_report(results: Results, out: Path, slo_p95: float, slo_error_ratio: f
             "availability": slo.availability,
         },
         "charts": charts,
+        "kpis": {
+            kpi.name: {"value": kpi.value, "shown": kpi.shown, "objective": kpi.objective, "result": kpi.met}
+            for kpi in key_figures
+        },
+        "mttr_seconds": overall_mttr(alerts)[0],
         "alerts": [
-            {"alertname": alert.alertname, "labels": alert.labels, "episodes": alert.episodes} for alert in alerts
+            {
+                "alertname": alert.alertname,
+                "labels": alert.labels,
+                "mttr_seconds": alert.mttr_seconds,
+                "episodes": [
+                    {"since": episode.since, "until": episode.until, "resolved": episode.resolved}
+                    for episode in alert.episodes
+                ],
+            }
+            for alert in alerts
         ],
         "queries": {query.key: window.substitute(query.expr) for query in QUERIES},
         "series": {
@@ -817,6 +1046,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--slo-error-ratio", type=float, default=DEFAULT_SLO_ERROR_RATIO, help="turn error ratio objective (0..1)"
     )
+    parser.add_argument(
+        "--slo-availability",
+        type=float,
+        default=DEFAULT_SLO_AVAILABILITY,
+        help="uptime objective: share of successful scrapes (0..1)",
+    )
     parser.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT_SECONDS, help="seconds to wait for each query")
     return parser.parse_args(argv)
 
@@ -828,6 +1063,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"report: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    if window.note:
+        print(f"report: {window.note}", file=sys.stderr)
     client = PrometheusClient(args.prometheus, args.timeout)
     try:
         results = collect(client, window)
@@ -837,7 +1074,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrometheusQueryError as error:
         print(f"report: {error}", file=sys.stderr)
         return EXIT_QUERY_FAILED
-    summary = write_report(results, args.out, args.slo_p95, args.slo_error_ratio)
+    summary = write_report(results, args.out, args.slo_p95, args.slo_error_ratio, args.slo_availability)
     if not summary["charts"]:
         print("report: no chatbot data in this range; is this the right Prometheus and range?", file=sys.stderr)
     print(

@@ -52,8 +52,7 @@ EXPECTED_CHECKOV_SKIPS = {"CKV_AZURE_17", "CKV_AZURE_212", "CKV_AZURE_222", "CKV
 # App settings that are not the bot's own variables, and why the web app needs them.
 PLATFORM_SETTINGS = {
     "WEBSITES_PORT": "the port App Service forwards HTTPS traffic to (the bot's PORT)",
-    "SCM_DO_BUILD_DURING_DEPLOYMENT": "App Service builds the Python package when azd deploys the source",
-    "CUSTOM_REQUIREMENTSTXT_PATH": "where that build finds the requirements (infra/azure/appservice)",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT": "App Service builds the Python package (root requirements.txt) on deployment",
     "AZURE_CLIENT_ID": "azure-identity's choice of the user-assigned identity (Entra ID ingestion)",
 }
 REQUIRED_SETTINGS = {
@@ -499,12 +498,13 @@ def test_app_settings_are_the_variables_the_bot_reads(bicep: dict[str, Any]) -> 
     assert settings["BOT_HOST"] == "0.0.0.0"
     assert settings["PORT"] == settings["WEBSITES_PORT"]
     assert settings["BOT_METRICS_PORT"] == "0"
-    requirements = ROOT / settings["CUSTOM_REQUIREMENTSTXT_PATH"]
-    assert requirements.is_file()
 
 
-def test_app_service_build_installs_the_project_with_its_pins() -> None:
-    requirements = AZURE / "appservice" / "requirements.txt"
+def test_azd_restore_and_the_app_service_build_install_the_project_with_its_pins() -> None:
+    """azd's Python restore runs `pip install -r requirements.txt` in the service's folder (the repository root here),
+    and App Service's build (Oryx) looks for requirements.txt at the root of the deployed source."""
+    requirements = ROOT / "requirements.txt"
+    assert requirements.is_file(), "azd restore and the App Service build need a root requirements.txt"
     lines = [line.strip() for line in requirements.read_text().splitlines() if line.strip() and line[0] != "#"]
     assert "." in lines, "the build must install the project itself"
     constraints = [line.split(maxsplit=1)[1] for line in lines if line.startswith("-c ")]
@@ -512,6 +512,9 @@ def test_app_service_build_installs_the_project_with_its_pins() -> None:
     assert all(
         (requirements.parent / path).resolve() == ROOT / "infra" / "dev" / "constraints.txt" for path in constraints
     )
+    ignored = (ROOT / ".webappignore").read_text().splitlines()
+    assert "*_env/" in ignored, "azd's restore virtualenv (<folder>_env) must stay out of the upload"
+    assert not any(line.rstrip("/") in ("infra", "infra/dev") for line in ignored), "the build needs the pins"
 
 
 # ---- the resources ------------------------------------------------------------------------------------------------
@@ -611,8 +614,14 @@ def test_alerts_follow_the_seed_and_notify_the_action_group(bicep: dict[str, Any
     assert criteria["CpuPercentage"]["threshold"] == "cpuThresholdPercent"
     assert criteria["CpuPercentage"]["metricNamespace"] == "Microsoft.Web/serverfarms"
     group = config(alerts["actionGroup"])["properties"]
-    assert group["emailReceivers"][0]["emailAddress"] == "alertEmailAddress"
+    assert group["emailReceivers"] == "emailReceivers"
     assert group["webhookReceivers"] == "webhookReceivers"
+    variables = model(bicep, "infra/azure/modules/alerts.bicep")["variables"]
+    receivers = variables["emailReceivers"]["value"]["operator"]["operands"]
+    empty_address = {"function": {"type": "empty", "parameters": {"item_to_test": "alertEmailAddress"}}}
+    assert receivers["condition"] == empty_address
+    assert receivers["true_value"] == [], "no address: no e-mail receiver (not a receiver with an empty address)"
+    assert receivers["false_value"][0]["emailAddress"] == "alertEmailAddress"
 
 
 def test_rbac_gives_operators_read_access_and_nothing_broader(bicep: dict[str, Any]) -> None:
@@ -634,6 +643,16 @@ def test_rbac_gives_operators_read_access_and_nothing_broader(bicep: dict[str, A
     assert publisher["scope"] == "appInsights", "the bot may publish to its own Application Insights only"
 
 
+# The one output that is more than a name or an address: Application Insights' connection string, for the local loop
+# (`azd env get-values`). Microsoft: the instrumentation key in it "isn't a security token or security key, and
+# isn't considered a secret" (learn.microsoft.com/azure/azure-monitor/app/connection-strings); with disableLocalAuth,
+# ingestion also needs an Entra ID token.
+CONNECTION_STRING_OUTPUTS = {
+    "infra/azure/modules/monitoring.bicep": {"connectionString"},
+    "infra/azure/main.bicep": {"APPLICATIONINSIGHTS_CONNECTION_STRING"},
+}
+
+
 def test_outputs_carry_no_secret(bicep: dict[str, Any]) -> None:
     secure_parameters = set()
     for path in bicep["files"]:
@@ -643,9 +662,16 @@ def test_outputs_carry_no_secret(bicep: dict[str, Any]) -> None:
                 secure_parameters.add(name.lower())
     assert {"alertwebhookurl", "telemetryhashkey"} <= secure_parameters
     for path in bicep["files"]:
-        outputs = json.dumps(model(bicep, path).get("outputs", {})).lower()
-        for word in ("connectionstring", "instrumentationkey", "listkeys", "password", "secret", *secure_parameters):
-            assert word not in outputs, f"{path} outputs {word}"
+        outputs = model(bicep, path).get("outputs", {})
+        allowed = CONNECTION_STRING_OUTPUTS.get(path, set())
+        for name, output in outputs.items():
+            text = json.dumps(output).lower()
+            if name in allowed:
+                assert "connectionstring" in text.replace("_", "")
+                text = text.replace("connectionstring", "")
+            forbidden = ("connectionstring", "instrumentationkey", "listkeys", "password", "secret", *secure_parameters)
+            for word in forbidden:
+                assert word not in text, f"{path} outputs {word} as {name}"
 
 
 def test_the_workbook_mirrors_the_dashboard(bicep: dict[str, Any]) -> None:
@@ -671,19 +697,127 @@ def test_azure_yaml_provisions_this_template_and_deploys_the_bot(bicep: dict[str
     assert azure_yaml["infra"] == {"provider": "bicep", "path": "infra/azure", "module": "main"}
     assert azure_yaml["services"] == {"bot": {"project": ".", "language": "py", "host": "appservice"}}
     assert (ROOT / azure_yaml["infra"]["path"] / f"{azure_yaml['infra']['module']}.bicep").is_file()
-    main = model(bicep, "infra/azure/main.bicep")
-    assert main["globals"]["scope"]["value"] == "resourceGroup"
+    # The web app azd deploys to is found by the tag azd-service-name = the service's key in azure.yaml.
+    site = config(model(bicep, "infra/azure/modules/app.bicep")["resources"]["site"])
+    assert site["tags"]["function"]["parameters"]["arg_2"] == {"'azd-service-name'": next(iter(azure_yaml["services"]))}
 
 
-def test_the_parameters_file_names_only_template_parameters(bicep: dict[str, Any]) -> None:
+# ---- what azd reads: scope, parameters, outputs ----------------------------------------------------------------------
+
+_AZD_EXPRESSION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(=)([^}]*))?\}")
+# What `azd env new dev --location X --subscription Y` puts into an environment; nothing else is set.
+FRESH_ENVIRONMENT = {"AZURE_ENV_NAME": "dev", "AZURE_LOCATION": "westeurope", "AZURE_SUBSCRIPTION_ID": "0" * 8}
+
+
+def azd_substitute(text: str, environment: dict[str, str]) -> str:
+    """azd's envsubst over main.parameters.json: ${NAME}, or ${NAME=default} when NAME is unset or empty."""
+
+    def value(match: re.Match[str]) -> str:
+        name, has_default, default = match.groups()
+        found = environment.get(name, "")
+        return found if found or not has_default else default
+
+    return _AZD_EXPRESSION.sub(value, text)
+
+
+def azd_prompts(parameters: dict[str, Any], given: dict[str, Any]) -> set[str]:
+    """Parameters azd would ask for (and `--no-prompt` fail on), by azd's documented rules (Azure/azure-dev#2896):
+    a parameter without a default that is missing from the file or resolves to an empty string is prompted for,
+    unless its @metadata asks azd to generate it; a parameter with a default never is."""
+    prompted = set()
+    for name, parameter in parameters.items():
+        if parameter.get("default") is not None:
+            continue
+        metadata = [d["argument"] for d in parameter["decorators"] if d["type"] == "metadata"]
+        if any(m.get("azd", {}).get("type") == "generate" for m in metadata):
+            continue
+        if name not in given or given[name].get("value") in ("", None):
+            prompted.add(name)
+    return prompted
+
+
+def test_azd_up_with_a_fresh_environment_prompts_for_nothing(bicep: dict[str, Any]) -> None:
     parameters = model(bicep, "infra/azure/main.bicep")["parameters"]
-    given = json.loads((AZURE / "main.parameters.json").read_text())["parameters"]
-    assert set(given) <= set(parameters)
-    required = {name for name, parameter in parameters.items() if parameter.get("default") is None}
-    # azd asks for the alert e-mail address and generates the hash key (@metadata azd generate): neither is in the file.
-    assert required == {"environmentName", "alertEmailAddress", "telemetryHashKey"}
-    assert not required & set(given) - {"environmentName"}
-    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    text = (AZURE / "main.parameters.json").read_text()
+    given = json.loads(azd_substitute(text, FRESH_ENVIRONMENT))["parameters"]
+    assert set(given) <= set(parameters), f"not parameters of main.bicep: {set(given) - set(parameters)}"
+    assert azd_prompts(parameters, given) == set()
+    # Without the environment's values the same rules do prompt: the check above is not vacuous.
+    unset = json.loads(azd_substitute(text, {}))["parameters"]
+    assert azd_prompts(parameters, unset) == {"environmentName", "location"}
+    assert given["environmentName"]["value"] == "dev"
+    assert given["location"]["value"] == "westeurope"
+    # Mapped variables without a value fall back to the Bicep default, which must be the documented "off" value.
+    assert parameters["alertEmailAddress"]["default"] == ""
+    assert given["alertEmailAddress"]["value"] == ""
+    assert parameters["resourceGroupName"]["default"] == ""
+    # Values azd substitutes are strings; ARM converts them for int and bool parameters, so they must convert.
+    for name, entry in given.items():
+        kind, value = parameters[name]["type"], entry["value"]
+        if kind == "int":
+            assert value.lstrip("-").isdigit(), f"{name}: {value!r} is no int"
+        if kind == "bool":
+            assert value in ("true", "false"), f"{name}: {value!r} is no bool"
+
+
+def test_the_parameters_file_maps_the_documented_azd_variables() -> None:
+    text = (AZURE / "main.parameters.json").read_text()
+    mapped = {name: variable for name, variable in re.findall(r'"(\w+)":\s*\{\s*"value":\s*"\$\{(\w+)', text)}
+    assert mapped["environmentName"] == "AZURE_ENV_NAME"
+    assert mapped["location"] == "AZURE_LOCATION"
+    assert mapped["resourceGroupName"] == "AZURE_RESOURCE_GROUP"
+    assert mapped["alertEmailAddress"] == "BOT_ALERT_EMAIL"
+    guide = (ROOT / "docs" / "deploy-azure.md").read_text()
+    for variable in set(mapped.values()) - {"AZURE_ENV_NAME", "AZURE_LOCATION"}:
+        assert f"`{variable}`" in guide, f"docs/deploy-azure.md does not document {variable}"
+
+
+def test_the_template_creates_its_resource_group_at_subscription_scope(bicep: dict[str, Any]) -> None:
+    main = model(bicep, "infra/azure/main.bicep")
+    assert main["globals"]["scope"]["value"] == "subscription"
+    rg = main["resources"]["rg"]
+    assert rg["type"] == "Microsoft.Resources/resourceGroups"
+    name = rg["config"]["name"]["operator"]["operands"]
+    assert name["true_value"] == "rg-${environmentName}"
+    assert name["false_value"] == "resourceGroupName"
+    assert rg["config"]["tags"] == "allTags"
+    tags = main["variables"]["allTags"]["value"]["function"]["parameters"]
+    assert tags["arg_2"]["'azd-env-name'"] == "environmentName", "azd finds the group by its azd-env-name tag"
+    assert main["modules"], "no module"
+    for name, module in main["modules"].items():
+        body = module["config"].get("config", module["config"])  # a conditional module nests its body
+        assert body["scope"] == "rg", f"module {name} is not deployed into the environment's group"
+    # resourceGroup() does not exist at subscription scope: it would fail the deployment.
+    assert "resourceGroup()" not in (AZURE / "main.bicep").read_text()
+    assert "uniqueString(subscription().id, environmentName, location)" in (AZURE / "main.bicep").read_text()
+
+
+AZD_OUTPUTS = {
+    "AZURE_LOCATION",
+    "AZURE_TENANT_ID",
+    "AZURE_RESOURCE_GROUP",
+    "SERVICE_BOT_NAME",
+    "SERVICE_BOT_URI",
+    "BOT_MESSAGING_ENDPOINT",
+    "BOT_HEALTH_URL",
+    "BOT_APP_ID",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+}
+
+
+def test_outputs_give_azd_and_the_local_loop_what_they_read(bicep: dict[str, Any]) -> None:
+    outputs = model(bicep, "infra/azure/main.bicep")["outputs"]
+    assert set(outputs) >= AZD_OUTPUTS
+    assert all(output["type"] == "string" for output in outputs.values())
+    # The local bot reads this variable itself (telemetry/config.py), so `azd env get-values` feeds it directly.
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in variables_read_by_the_bot()
+    assert outputs["SERVICE_BOT_URI"]["value"] == "https://${app.outputs.defaultHostName}"
+    assert outputs["BOT_MESSAGING_ENDPOINT"]["value"].endswith("/api/messages")
+    # Outputs that would reconfigure a local bot into a deployed one (authentication on) must not be there.
+    assert not set(outputs) & {"MicrosoftAppId", "MicrosoftAppType", "MicrosoftAppTenantId", "PORT", "BOT_HOST"}
+    guide = (ROOT / "docs" / "deploy-azure.md").read_text()
+    for name in AZD_OUTPUTS:
+        assert name in guide, f"docs/deploy-azure.md does not mention the output {name}"
 
 
 def test_the_dockerfile_runs_the_bot_as_a_non_root_user() -> None:
@@ -708,7 +842,8 @@ def test_the_deployment_guide_covers_the_walkthrough() -> None:
     guide = (ROOT / "docs" / "deploy-azure.md").read_text()
     for needle in (
         "azd up",
-        "az deployment group create",
+        "--no-prompt",
+        "az deployment sub create",
         "azd down",
         "Teams",
         "Web Chat",

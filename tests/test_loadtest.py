@@ -4,20 +4,29 @@ each transport against the real bot (started by the load test itself, with telem
 from __future__ import annotations
 
 import ast
+import functools
+import http.server
 import json
+import math
 import random
+import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.patches import Rectangle
 
+from loadtest import charts
 from loadtest.cli import make_plan, parse_args
 from loadtest.conversation import Conversation, feedback_script, knowledge_questions, reply_problem
 from loadtest.receiver import ReplyBoard
 from loadtest.reconcile import RequestLedger, Tally, prometheus_tally, reconcile
 from loadtest.report import Level, find_knee, shape_levels
+from loadtest.runner import check_target
 from loadtest.shapes import SHAPES, TRANSPORTS, Shape, Stage
 from loadtest.slo import Measured, Objectives, evaluate, load_objectives
 from loadtest.turnlog import TurnRecord, percentile, summarize
@@ -332,6 +341,149 @@ def test_the_load_test_never_imports_the_tests() -> None:
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(name == "tests" or name.startswith("tests.") for name in names), path
+
+
+# ---- charts: each plotted series is the turn log's --------------------------------------------------------------
+
+T0 = 1_700_000_000.0
+
+
+def _sent(second: float, ok: bool = True, reply_ms: float | None = 40.0, status: int = 201) -> TurnRecord:
+    return TurnRecord(
+        started=T0 + second,
+        name="knowledge",
+        trace_id="0" * 32,
+        status=status,
+        post_ms=10.0,
+        reply_ms=reply_ms if ok else None,
+        ok=ok,
+    )
+
+
+def _lines(figure: Any) -> dict[str, tuple[list[float], list[float]]]:
+    found = {}
+    for axes in figure.axes:
+        for line in axes.get_lines():
+            found[str(line.get_label())] = ([float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
+    return found
+
+
+def _texts(figure: Any) -> list[str]:
+    return [text.get_text() for axes in figure.axes for text in axes.texts]
+
+
+def test_throughput_counts_each_turn_in_the_second_it_was_sent() -> None:
+    """10, 9 and 5 turns sent in seconds 0, 1 and 2 are drawn as 10, 9, 5 from second 0 (no lag, no ramp-in)."""
+    records = [_sent(0.05 * n) for n in range(10)] + [_sent(1 + 0.1 * n) for n in range(9)]
+    records += [_sent(2 + 0.1 * n, ok=n != 0) for n in range(5)]
+    history = charts.build_history(records, started=T0)
+    lines = _lines(charts.throughput_figure(history, target=10))
+    assert lines["turns sent/s"] == ([0, 1, 2], [10, 9, 5])
+    assert lines["of which answered/s"] == ([0, 1, 2], [10, 9, 4])
+    errors = charts.errors_figure(history)
+    [bars] = [axes for axes in errors.axes if axes.patches]
+    assert [patch.get_height() for patch in bars.patches if isinstance(patch, Rectangle)] == [0, 0, 1]
+    assert _lines(errors)["failed so far"] == ([0, 1, 2], [0, 0, 1])
+
+
+def test_latency_is_the_replies_of_each_second_with_gaps_where_none_arrived() -> None:
+    latencies = {0: [100.0, 300.0, 200.0], 2: [900.0]}  # second 1: turns sent, none answered
+    records = [
+        _sent(second + 0.1 * n, reply_ms=ms) for second, values in latencies.items() for n, ms in enumerate(values)
+    ]
+    records += [_sent(1.5, ok=False)]
+    history = charts.build_history(records, started=T0)
+    lines = _lines(charts.latency_figure(history, objective=2.0))
+    xs, p95 = lines["p95"]
+    assert xs == [0, 1, 2]
+    assert p95[0] == percentile([0.1, 0.3, 0.2], 0.95) == 0.3
+    assert math.isnan(p95[1]), "a second without a reply has no latency, not 0"
+    assert p95[2] == 0.9
+    assert lines["p50"][1][0] == 0.2
+
+
+def test_a_dead_target_draws_labelled_empty_latency_and_every_failure() -> None:
+    records = [_sent(0.2 * n, ok=False, status=0) for n in range(15)]
+    history = charts.build_history(records, started=T0)
+    latency = charts.latency_figure(history, objective=2.0)
+    assert not any(label in _lines(latency) for label in ("p50", "p95", "p99")), "no reply: nothing to plot"
+    assert "no reply arrived: no latency to show" in _texts(latency)
+    assert _lines(charts.errors_figure(history))["failed so far"][1] == [5, 10, 15]
+
+
+def test_a_run_without_failures_says_so_instead_of_an_empty_frame(tmp_path: Path) -> None:
+    history_csv = tmp_path / "locust_stats_history.csv"
+    history_csv.write_text(
+        "Timestamp,User Count,Type,Name,Requests/s\n"
+        f"{int(T0)},2,,Aggregated,0\n{int(T0) + 1},5,POST,knowledge,3\n{int(T0) + 1},5,,Aggregated,3\n"
+    )
+    history = charts.build_history([_sent(0.1), _sent(1.2)], started=T0, locust_history=history_csv)
+    errors = charts.errors_figure(history)
+    assert "no failed turn (2 sent)" in _texts(errors)
+    assert _lines(charts.throughput_figure(history, 1))["users"] == ([0, 1], [2, 5])
+    drawn = charts.draw(history, tmp_path, 1, 2.0)
+    assert [path.name for path in drawn] == ["throughput.png", "latency.png", "errors.png"]
+
+
+def _seconds(text: str) -> float:
+    found = re.fullmatch(r"(?:(\d+) min)? ?(?:(\d+) s)?", text.strip())
+    assert found, text
+    assert text.strip(), text
+    return int(found.group(1) or 0) * 60 + int(found.group(2) or 0)
+
+
+def test_the_readme_gives_each_shapes_users_length_and_target() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (\d+) \| ([^|]+) \| ([\d.]+) turns/s \|$", readme, re.MULTILINE)
+    assert {name for name, *_ in rows} == set(SHAPES)
+    for name, users, length, target in rows:
+        shape = SHAPES[name]
+        assert int(users) == shape.peak_users, name
+        assert _seconds(length) == shape.duration, name
+        assert float(target) == shape.target_turns_per_second, name
+
+
+# ---- a target that is not there ------------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again when the block ends: nothing listens there
+
+
+def test_a_dead_target_fails_before_any_load_with_one_clear_line(tmp_path: Path) -> None:
+    """Without the check, soak would run 30 minutes against nothing."""
+    target = f"http://127.0.0.1:{_closed_port()}/api/messages"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--shape", "soak", "--target", target, "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"the target {target} does not answer" in result.stdout
+    assert "no load was sent" in result.stdout
+    assert not (tmp_path / "out" / "turns.csv").exists(), "Locust was started"
+
+
+def test_a_target_without_a_bot_at_the_path_is_refused(tmp_path: Path) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/api/messages"
+            with pytest.raises(RuntimeError, match="answered GET with 404: no bot there"):
+                check_target(url, timeout=5)
+            (tmp_path / "api").mkdir()
+            (tmp_path / "api" / "messages").write_text("a bot would answer 405 here")
+            check_target(url, timeout=5)  # anything that answers, answers
+        finally:
+            server.shutdown()
+            thread.join(10)
 
 
 # ---- smoke runs, both transports at once -----------------------------------------------------------------------

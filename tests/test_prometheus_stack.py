@@ -19,7 +19,15 @@ from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
-from tests.support.prometheus import PROMETHEUS_DIR, ROOT, RULE_FILES, Prometheus, stack, tool
+from tests.support.prometheus import (
+    PROMETHEUS_DIR,
+    ROOT,
+    RULE_FILES,
+    RUNBOOK_BASE_URL_UNDER_TEST,
+    Prometheus,
+    stack,
+    tool,
+)
 
 DASHBOARD = ROOT / "infra" / "grafana" / "dashboards" / "chatbot-overview.json"
 CONVERSATION = ("hi", "what can you do?", "banana spaceship", "feedback", "4", "skip", "feedback", "cancel", "help")
@@ -142,6 +150,8 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
             for record in records:
                 await wait_until_async(partial(_has_data, prometheus, record), timeout=60, message=record)
             for title, promql in _panel_queries():
+                if "ALERTS" in promql:  # needs an alert that fired: the fault test checks these panels
+                    continue
                 query = _substitute(promql)
                 await wait_until_async(
                     partial(_has_data, prometheus, query), timeout=60, message=f"panel {title!r}: {query}"
@@ -172,6 +182,7 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
 
             faults.configure(error_ratio=0.5, delay_ratio=1.0, delay_seconds=2.2)
             switched, timings = time.monotonic(), {}
+            began = switched
             for alert in alerts:
                 timings[f"{alert} firing in Prometheus"] = await _seconds_until(
                     partial(_in_state, prometheus, alert, "firing"), switched, 60, f"{alert} firing"
@@ -181,6 +192,14 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
                 )
             (state,) = await asyncio.to_thread(prometheus.query, "bot_faults_error_ratio")
             assert state["value"][1] == "0.5"
+            # The notification links to the runbook absolutely, under the configured base (external label).
+            delivered = {
+                alert["labels"]["alertname"]: alert["annotations"]["runbook_url"]
+                for payload in list(webhook.payloads)
+                for alert in payload["alerts"]
+            }
+            for alert in alerts:
+                assert delivered[alert] == f"{RUNBOOK_BASE_URL_UNDER_TEST}/{alert}.md"
 
             faults.configure(error_ratio=0.0, delay_ratio=0.0, delay_seconds=0.0)
             switched = time.monotonic()
@@ -191,6 +210,18 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
                 timings[f"{alert} resolution delivered"] = await _seconds_until(
                     partial(webhook.notified, alert, "resolved"), switched, 30, f"{alert} resolution delivered"
                 )
+            # The dashboard's MTTR: one firing episode per alert, firing for less than the whole test.
+            mttr = [promql for title, promql in _panel_queries() if title == "MTTR"]
+            assert len(mttr) == 2
+            elapsed = time.monotonic() - began
+            for promql in mttr:
+                # The panel samples the alert state at the shipped evaluation interval (15 s); this stack evaluates
+                # every second, and its episodes can be shorter than 15 s.
+                query = _substitute(promql.replace("$__range", "10m")).replace("15s", "1s").replace("* 15)", "* 1)")
+                found = await asyncio.to_thread(prometheus.query, query)
+                values = {item["metric"].get("alertname", "all"): float(item["value"][1]) for item in found}
+                assert set(values) >= ({"all"} if "sum(" in promql else set(alerts)), values
+                assert all(0 < value <= elapsed + 15 for value in values.values()), values
     with capsys.disabled():
         print(
             "\nseconds after switching faults on/off (rule windows shortened):",

@@ -24,6 +24,7 @@ import aiohttp
 import matplotlib.image
 import numpy as np
 import pytest
+from matplotlib.dates import num2date
 
 from telemetry import catalog, report
 from telemetry.catalog import Instrument
@@ -59,7 +60,15 @@ CHARTS = {
     "knowledge.png": ["answers_per_second", "fallbacks_per_second", "fallback_ratio"],
     "alerts.png": ["alerts_firing"],
 }
-SECTIONS = ("SLO attainment", "Traffic", "Error ratio", "Latency", "Answers and fallbacks", "Alerts fired")
+SECTIONS = (
+    "Key figures against objectives",
+    "SLO attainment",
+    "Traffic",
+    "Error ratio",
+    "Latency",
+    "Answers and fallbacks",
+    "Alerts fired",
+)
 TURNS = ("help", "blorp wibble zonk", "/fail", "what can you do?", "which alerts exist?")
 ENOUGH_EVALUATIONS = 14  # rule evaluations with traffic before the report runs
 LOCAL = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
@@ -202,6 +211,7 @@ async def test_weekly_report_from_a_real_prometheus(
 
     out = tmp_path / "report"
     end = datetime.now(UTC)
+    future = end + timedelta(hours=1)  # clamped to now: nothing after now can be in Prometheus
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -211,7 +221,7 @@ async def test_weekly_report_from_a_real_prometheus(
         "--start",
         (end - timedelta(minutes=1)).isoformat(),
         "--end",
-        end.isoformat(),
+        future.isoformat(),
         "--step",
         "2s",
         "--out",
@@ -224,6 +234,7 @@ async def test_weekly_report_from_a_real_prometheus(
     _stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     log = stderr.decode()
     assert process.returncode == 0, log
+    assert "is in the future; the range ends now" in log, log
     assert len(re.findall(r"^\s+\[\s*\d+/\d+\] ", log, re.MULTILINE)) == len(report.QUERIES), log
 
     markdown = (out / "report.md").read_text()
@@ -250,8 +261,25 @@ async def test_weekly_report_from_a_real_prometheus(
     assert slo["steps_with_traffic"] > 0
     assert slo["attainment"] is not None
     assert 0 < slo["availability"] <= 1
+    assert datetime.fromisoformat(summary["end"]) < future
     [drill] = [alert for alert in summary["alerts"] if alert["alertname"] == DRILL_ALERT]
-    assert drill["episodes"]
+    # The episode starts at Prometheus' first evaluation that found the alert firing, read back from Prometheus.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        [samples] = await query(
+            session, prometheus.url, f'ALERTS{{alertname="{DRILL_ALERT}",alertstate="firing"}}[5m] @ {end_of(summary)}'
+        )
+    firing_times = [float(timestamp) for timestamp, _ in samples["values"]]
+    assert firing_times[0] >= datetime.fromisoformat(summary["start"]).timestamp(), "fired before the range: widen it"
+    [episode] = drill["episodes"]
+    assert episode["since"] == firing_times[0]
+    assert episode["resolved"] is False, "the drill alert still fires at the end of the range"
+    assert episode["until"] == datetime.fromisoformat(summary["end"]).timestamp()
+    assert "≈" in markdown, "estimated counts must be marked as estimates"
+    assert summary["kpis"]["Uptime (successful scrapes)"]["value"] == slo["availability"]
+
+
+def end_of(summary: dict[str, Any]) -> float:
+    return datetime.fromisoformat(summary["end"]).timestamp()
 
 
 def assert_real_picture(path: Path) -> None:
@@ -284,6 +312,143 @@ def test_auto_step_and_rate_window() -> None:
         report.make_window("2025-01-14T00:00:00Z", None, "2025-01-13T00:00:00Z", "auto")
 
 
+def test_an_end_in_the_future_is_clamped_to_now() -> None:
+    now = datetime(2025, 1, 13, 12, 0, tzinfo=UTC)
+    window = report.make_window(None, 7, "2025-01-20T00:00:00Z", "auto", now=now)
+    assert window.end == now
+    assert window.start == now - timedelta(days=7)
+    assert "in the future" in window.note
+    assert report.make_window(None, 7, "2025-01-13T00:00:00Z", "auto", now=now).note == ""
+
+
+# ---- alert episodes and MTTR from Prometheus' alert state -----------------------------------------------------------
+
+EVALUATION = 15.0
+
+
+def _firing(alertname: str, times: list[float], **labels: str) -> report.Series:
+    return report.Series(
+        {"__name__": "ALERTS", "alertname": alertname, "alertstate": "firing", **labels}, [(t, 1.0) for t in times]
+    )
+
+
+def _for_state(alertname: str, samples: list[tuple[float, float]], **labels: str) -> report.Series:
+    return report.Series({"__name__": "ALERTS_FOR_STATE", "alertname": alertname, **labels}, samples)
+
+
+def _every(start: float, count: int) -> list[float]:
+    return [start + EVALUATION * number for number in range(count)]
+
+
+def test_alert_episodes_last_as_long_as_prometheus_found_them_firing() -> None:
+    """An alert firing for 1.5 min is reported as 1.5 min (plus the evaluation that found it resolved), whatever the
+    report's step; two episodes are told apart by ALERTS_FOR_STATE even without a gap between them."""
+    first = _every(1000, 6)  # firing at 1000 … 1075: resolved at the evaluation at 1090
+    second = _every(2000, 3)  # 2000 … 2030
+    third = _every(2045, 2)  # right after, but a new activation (another active-at time)
+    for_state = [(t, 940.0) for t in first] + [(t, 1940.0) for t in second] + [(t, 2040.0) for t in third]
+    alerts = report.alert_episodes(
+        [_firing("ChatbotSlowResponses", first + second + third, instance="bot-1", severity="warning")],
+        [_for_state("ChatbotSlowResponses", for_state, instance="bot-1", severity="warning")],
+        end=9000,
+    )
+    [alert] = alerts
+    assert [(e.since, e.until, e.resolved) for e in alert.episodes] == [
+        (1000, 1090, True),
+        (2000, 2045, True),
+        (2045, 2075, True),
+    ]
+    assert alert.episodes[0].seconds == 90
+    assert alert.mttr_seconds == (90 + 45 + 30) / 3
+    assert alert.labels == {"instance": "bot-1", "severity": "warning"}
+
+
+def test_an_alert_still_firing_at_the_end_is_open_and_left_out_of_mttr() -> None:
+    alerts = report.alert_episodes(
+        [_firing("ChatbotDown", _every(100, 4), instance="a"), _firing("ChatbotHighCpu", _every(10, 2), instance="a")],
+        [],
+        end=100 + EVALUATION * 3,
+    )
+    by_name = {alert.alertname: alert for alert in alerts}
+    [open_episode] = by_name["ChatbotDown"].episodes
+    assert (open_episode.since, open_episode.until, open_episode.resolved) == (100, 145, False)
+    assert by_name["ChatbotDown"].mttr_seconds is None
+    assert by_name["ChatbotHighCpu"].mttr_seconds == 30
+    assert report.overall_mttr(alerts) == (30, 1)
+
+
+def test_key_figures_compare_the_seeds_kpis_with_their_objectives() -> None:
+    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
+    results = report.Results(window, "http://prometheus")
+    for key, value in (("availability", 0.9995), ("total_turns", 1000.0), ("failed_turns", 20.0)):
+        results.series[key] = [report.Series({}, [(0.0, value)])]
+    results.series["latency_p95_range"] = [report.Series({}, [(0.0, 3.5)])]
+    down = _firing("ChatbotDown", _every(1000, 4))
+    figures = {kpi.name: kpi for kpi in report.kpis(results, report.alert_episodes([down], [], 9000), 2.0, 0.01, 0.999)}
+    assert figures["Uptime (successful scrapes)"].met == "met"
+    assert figures["Error rate (failed turns / turns)"].value == 0.02
+    assert figures["Error rate (failed turns / turns)"].met == "missed"
+    p95 = figures["p95 response time of /api/messages"]
+    assert p95.met == "missed"
+    assert "histogram estimate, between the bucket edges 2.5 s and 5 s" in p95.shown
+    assert figures["MTTR (alert firing → resolved)"].value == 60
+    assert report.bucket_edges(2.505) == (2.5, 5.0)
+    assert report.bucket_edges(2.2) == (2.0, 2.5)
+
+
+# ---- charts: what is drawn is the data ------------------------------------------------------------------------------
+
+
+def _results_with(points: dict[str, list[tuple[float, float]]]) -> report.Results:
+    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T02:00:00Z", "1m")
+    results = report.Results(window, "http://prometheus")
+    for key, values in points.items():
+        results.series[key] = [report.Series({}, values)]
+    return results
+
+
+def _drawn(chart_file: str, results: report.Results) -> dict[str, tuple[list[float], list[float], Any]]:
+    """label -> (unix seconds, values, markevery) of every data line of a report chart."""
+    [chart] = [chart for chart in report.chart_specs(2.0, 0.01) if chart.file == chart_file]
+    drawn = report.chart_figure(chart, results)
+    assert drawn is not None
+    figure, _ = drawn
+    lines: dict[str, tuple[list[float], list[float], Any]] = {}
+    for axes in figure.axes:
+        for line in axes.get_lines():
+            xs: list[Any] = list(np.asarray(line.get_xdata(), dtype=object))
+            ys = [float(y) for y in np.asarray(line.get_ydata(), dtype=float)]
+            if len(xs) == 2 and ys[0] == ys[1] and line.get_linestyle() == "--":
+                continue  # the objective line
+            seconds = [x.timestamp() if isinstance(x, datetime) else num2date(x).timestamp() for x in xs]
+            lines[str(line.get_label())] = ([round(t) for t in seconds], ys, line.get_markevery())
+    return lines
+
+
+def test_report_charts_plot_exactly_the_series_they_came_from() -> None:
+    start = datetime(2025, 1, 13, tzinfo=UTC).timestamp()
+    turns = [(start + 60 * n, 0.5 + n / 10) for n in range(100)]  # dense
+    ratio = [(start + 60 * n, 0.02) for n in range(100)]
+    errors = [(start + 600, 0.25)]  # a single point: sparse
+    results = _results_with(
+        {"turns_per_second": turns, "requests_per_second": turns, "turn_error_ratio": errors, "http_5xx_ratio": ratio}
+    )
+    traffic = _drawn("traffic.png", results)
+    assert traffic["turns/s"][:2] == ([round(t) for t, _ in turns], [v for _, v in turns])
+    error_chart = _drawn("errors.png", results)
+    assert error_chart["failed turns"][:2] == ([round(start + 600)], [25.0])  # scaled to %
+    assert error_chart["failed turns"][2] is None, "a lone point is drawn with a marker (a line needs two points)"
+    assert error_chart["HTTP 5xx"][1] == [2.0] * 100
+    assert traffic["turns/s"][2] == [], "a dense, gapless series has no markers"
+
+
+def test_an_isolated_point_in_a_dense_series_gets_a_marker() -> None:
+    start = datetime(2025, 1, 13, tzinfo=UTC).timestamp()
+    points = [(start + 60 * n, 1.0) for n in range(80)] + [(start + 60 * 100, 2.0)]
+    drawn = _drawn("traffic.png", _results_with({"turns_per_second": points}))
+    assert drawn["turns/s"][2] == [80]
+
+
 # ---- the dashboard ------------------------------------------------------------------------------------------------
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -293,6 +458,7 @@ CATALOG_SERIES = frozenset(
     for suffix in (HISTOGRAM_SUFFIXES if metric.instrument is Instrument.HISTOGRAM else ("",))
 )
 FILTER = ('environment=~"$environment"', 'instance=~"$instance"')
+PROMETHEUS_OWN_SERIES = frozenset({"up", "ALERTS"})
 PROMQL_WORDS = frozenset(
     {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 )
@@ -342,28 +508,34 @@ def test_dashboard_uses_the_datasource_the_variables_and_known_series() -> None:
     assert dashboard["title"] == "Chatbot overview"
     assert 36 <= dashboard["schemaVersion"] <= 41
     variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
-    assert set(variables) == {"environment", "instance"}
+    assert set(variables) == {"datasource", "environment", "instance"}
+    # Imported into any Grafana, the dashboard asks for a Prometheus data source instead of expecting a uid.
+    source = variables.pop("datasource")
+    assert source["type"] == "datasource"
+    assert source["query"] == "prometheus"
+    assert dashboard["templating"]["list"][0]["name"] == "datasource", "the other variables query it"
+    assert '"uid": "prometheus"' not in DASHBOARD.read_text(), "a hard-coded data source uid is left"
     expected_queries = {
         "environment": 'label_values(up{job="chatbot"}, environment)',
         "instance": 'label_values(up{job="chatbot", environment=~"$environment"}, instance)',
     }
     for name, variable in variables.items():
-        assert variable["datasource"]["uid"] == "prometheus"
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert variable["multi"] is True
         assert variable["includeAll"] is True
         assert variable["allValue"] == ".*"
         assert variable["query"]["query"] == expected_queries[name] == variable["definition"]
 
-    known = CATALOG_SERIES | recording_rules()
-    panels = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] != "row"]
+    known = CATALOG_SERIES | recording_rules() | PROMETHEUS_OWN_SERIES
+    panels = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] not in ("row", "alertlist")]
     assert {panel["type"] for panel in panels} <= {"timeseries", "stat"}
     read: set[str] = set()
     for panel in panels:
-        assert panel["datasource"]["uid"] == "prometheus", panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             where = f"{panel['title']}: {target['expr']}"
-            assert target["datasource"] == {"type": "prometheus", "uid": "prometheus"}, where
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
             selectors = _SELECTOR.findall(target["expr"])
             assert selectors, where
             for name, matchers in selectors:
@@ -402,6 +574,77 @@ def test_dashboard_uses_the_datasource_the_variables_and_known_series() -> None:
     }
     assert thresholds["Response time of /api/messages"][-1] == 2
     assert thresholds["CPU utilisation"][-1] == 0.8
+
+
+def _panels_by_title(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {panel["title"]: panel for panel in all_panels(dashboard["panels"]) if panel["type"] != "row"}
+
+
+def test_dashboard_editability_matches_its_provisioning() -> None:
+    """Grafana refuses to save changes to a dashboard provisioned with allowUiUpdates: false; offering an edit button
+    that cannot save is a trap, so the dashboard says what the provider allows."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    [provider] = parse_yaml(DASHBOARD_PROVIDER.read_text())["providers"]
+    assert dashboard["editable"] is provider["allowUiUpdates"]
+
+
+def test_dashboard_stats_and_series_agree_on_units_and_stats_of_a_moment_are_instant() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = _panels_by_title(dashboard)
+    # A stat and a series panel drawing the same query show it in the same unit.
+    units: dict[str, set[str]] = {}
+    for panel in panels.values():
+        if panel["type"] not in ("stat", "timeseries"):
+            continue
+        overridden = {
+            override["matcher"]["options"]
+            for override in panel["fieldConfig"].get("overrides", [])
+            if any(prop["id"] == "unit" for prop in override["properties"])
+        }
+        for target in panel["targets"]:
+            if target["refId"] not in overridden:
+                units.setdefault(target["expr"], set()).add(panel["fieldConfig"]["defaults"]["unit"])
+    assert {expr: found for expr, found in units.items() if len(found) > 1} == {}
+    shown = [target["expr"] for panel in panels.values() for target in panel.get("targets", [])]
+    shared = [expr for expr in units if shown.count(expr) > 1]
+    assert shared, "no query is shown by both a stat and a series panel: the check above checks nothing"
+    # Numbers over the dashboard's range ($__range) are one value: an instant query, not a series of points.
+    for panel in panels.values():
+        for target in panel.get("targets", []):
+            if "$__range" in target["expr"]:
+                assert target.get("instant") is True, panel["title"]
+                assert target.get("range") is False, panel["title"]
+    funnel = panels["Dialog funnel"]
+    assert all(target["instant"] for target in funnel["targets"])
+
+
+def test_dashboard_shows_the_alerts_and_the_service_level_against_objectives() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = _panels_by_title(dashboard)
+    alert_lists = [panel for panel in panels.values() if panel["type"] == "alertlist"]
+    assert len(alert_lists) == 1
+    options = alert_lists[0]["options"]
+    assert options["stateFilter"]["firing"]
+    assert options["stateFilter"]["pending"]
+    alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", (RULES / "alerts.yml").read_text(), re.MULTILINE)
+    assert all(alert.startswith(options["alertName"]) for alert in alerts), "the name filter hides an alert"
+    objectives = json.loads((ROOT / "loadtest" / "slo.json").read_text())
+    steps = {
+        title: [step["value"] for step in panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+        for title in ("Uptime", "Error rate vs objective", "p95 latency vs objective", "MTTR")
+    }
+    assert steps["Error rate vs objective"][-1] == objectives["error_ratio"]
+    assert steps["p95 latency vs objective"][-1] == objectives["reply_p95_seconds"]
+    assert steps["Uptime"][-1] == 0.999
+    mttr = [target["expr"] for target in panels["MTTR"]["targets"]]
+    assert all('ALERTS{alertstate="firing"' in expr for expr in mttr)
+    # It samples the alert state at Prometheus' evaluation interval: one sample per evaluation, none missed.
+    evaluation = parse_yaml((INFRA / "prometheus" / "prometheus.yml").read_text())["global"]["evaluation_interval"]
+    assert evaluation == "15s"
+    assert all(expr.count(":15s]") == 2 for expr in mttr)
+    assert all("* 15)" in expr for expr in mttr)
+    assert all("offset 15s" in expr for expr in mttr)
+    assert any(expr.startswith("(sum(") for expr in mttr), "no overall MTTR"
 
 
 # ---- compose, Grafana provisioning, runbooks ----------------------------------------------------------------------
@@ -585,6 +828,29 @@ def test_compose_and_grafana_provisioning_are_consistent() -> None:
     assert grafana_env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == f"{provider['options']['path']}/{DASHBOARD.name}"
 
 
+def test_runbook_links_are_absolute_under_one_configured_base() -> None:
+    """Alertmanager, e-mail and Teams show runbook_url as it is: a relative path is no link there."""
+    config = parse_yaml((INFRA / "prometheus" / "prometheus.yml").read_text())
+    base = config["global"]["external_labels"]["runbook_base_url"]
+    assert re.fullmatch(r"https?://[^\s/]+(/\S*)?", base), base
+    assert not base.endswith("/")
+    text = (RULES / "alerts.yml").read_text()
+    alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", text, re.MULTILINE)
+    found = re.findall(r"^\s+runbook_url: '(.*)'$", text, re.MULTILINE)
+    assert len(found) == len(alerts), "every alert has one runbook_url, in single quotes"
+    links = dict(zip(alerts, found, strict=True))
+    assert len(links) == 8
+    for alert, link in links.items():
+        # The label when Prometheus has it, the shipped base otherwise (promtool test rules has no external labels).
+        assert link == f'{{{{ or $externalLabels.runbook_base_url "{base}" }}}}/{alert}.md', alert
+    cases = (INFRA / "prometheus" / "tests" / "alerts_test.yml").read_text()
+    rendered = re.findall(r"runbook_url: (\S+)", cases)
+    assert rendered, "the promtool cases check the rendered link"
+    assert all(re.fullmatch(rf"{re.escape(base)}/Chatbot\w+\.md", link) for link in rendered), rendered
+    for link in rendered:
+        assert (RUNBOOKS / link.rsplit("/", 1)[1]).is_file(), link
+
+
 def test_every_alert_has_a_runbook() -> None:
     alerts_text = (RULES / "alerts.yml").read_text()
     alerts = re.findall(r"^\s*- alert:\s*(\S+)\s*$", alerts_text, re.MULTILINE)
@@ -592,7 +858,7 @@ def test_every_alert_has_a_runbook() -> None:
     for alert in alerts:
         runbook = RUNBOOKS / f"{alert}.md"
         assert runbook.is_file(), f"{runbook} is missing"
-        assert f"runbook_url: docs/runbooks/{alert}.md" in alerts_text
+        assert f"/{alert}.md'" in alerts_text
         text = runbook.read_text()
         assert text.startswith(f"# {alert}")
         assert "```promql" in text, f"{runbook.name}: no PromQL to confirm"

@@ -214,6 +214,24 @@ async def test_without_a_connection_string_it_serves_counts_and_stops_on_sigterm
             assert counted == 1
 
         assert await bot.terminate() == 0, bot.describe()
+        assert bot.stdout[-1] == "otel-chatbot: stopped", bot.stdout
+        assert bot.stdout[-2].startswith("otel-chatbot: stopping"), bot.stdout
+
+
+async def test_ctrl_c_says_it_is_stopping_and_that_it_stopped(tmp_path: Path) -> None:
+    port, metrics_port = free_ports(2)
+    env = child_environment({"PORT": str(port), "BOT_METRICS_PORT": str(metrics_port)})
+    async with bot_process(tmp_path, env) as bot:
+        await bot.banner()
+        bot.process.send_signal(signal.SIGINT)  # what Ctrl+C sends
+        assert await bot.finish() == 0, bot.describe()
+        tail = bot.stdout[[line.strip() for line in bot.stdout].index(BANNER_END) + 1 :]
+        assert len(tail) == 2, bot.describe()
+        assert re.fullmatch(
+            r"otel-chatbot: stopping \(turns in flight get up to [\d.]+ s, then telemetry is flushed\)", tail[0]
+        )
+        assert tail[1] == "otel-chatbot: stopped"
+        assert "Traceback" not in bot.stderr
 
 
 async def test_with_a_connection_string_every_envelope_reaches_ingestion_by_the_time_it_exits(

@@ -3,18 +3,24 @@
 // alerts, read-only access for an operators' group, a workbook and a KQL query pack.
 //
 //   azd up                                    (azure.yaml at the repository root; parameters: main.parameters.json)
-//   az deployment group create -g <rg> -f infra/azure/main.bicep -p environmentName=dev alertEmailAddress=...
+//   az deployment sub create -l <region> -f infra/azure/main.bicep -p environmentName=dev location=<region>
 //
-// Every resource lives in one resource group; deleting the group removes everything (see docs/deploy-azure.md).
-targetScope = 'resourceGroup'
+// Subscription scope, as Azure's own azd templates: the deployment creates the resource group rg-<environment>
+// (or resourceGroupName) and every resource lives in it; deleting the group removes everything
+// (see docs/deploy-azure.md).
+targetScope = 'subscription'
 
 @minLength(1)
 @maxLength(40)
 @description('Name of the environment (dev, test, prod, ...). Used in resource names and in deployment.environment.')
 param environmentName string
 
-@description('Region of every regional resource. The Azure Bot registration itself is global.')
-param location string = resourceGroup().location
+@minLength(1)
+@description('Region of the resource group and of every regional resource. The Azure Bot registration itself is global.')
+param location string
+
+@description('Name of the resource group to create. Empty: rg-<environmentName>.')
+param resourceGroupName string = ''
 
 @description('OTEL_SERVICE_NAME of the bot: the cloud role name in Application Insights.')
 param serviceName string = 'otel-chatbot'
@@ -60,8 +66,8 @@ param dailyCapGb int = 0
 @description('Refuse telemetry sent with the connection string only: ingestion then needs an Entra ID token (the bot identity holds Monitoring Metrics Publisher).')
 param disableLocalAuth bool = false
 
-@description('E-mail address that receives the alerts.')
-param alertEmailAddress string
+@description('E-mail address that receives the alerts. Empty: no e-mail (alerts still show in the portal, and in the webhook if set).')
+param alertEmailAddress string = ''
 
 @secure()
 @description('Optional webhook called for every alert (common alert schema). Empty: no webhook.')
@@ -110,14 +116,22 @@ param telemetryHashKey string
 @description('Tags added to every resource.')
 param tags object = {}
 
-var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var allTags = union(tags, {
   'azd-env-name': environmentName
   application: 'otel-chatbot'
 })
 
+// azd finds the environment's resource group by its azd-env-name tag (and AZURE_RESOURCE_GROUP, an output below).
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: allTags
+}
+
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
+  scope: rg
   params: {
     location: location
     tags: allTags
@@ -131,6 +145,7 @@ module monitoring 'modules/monitoring.bicep' = {
 
 module identity 'modules/identity.bicep' = {
   name: 'identity'
+  scope: rg
   params: {
     location: location
     tags: allTags
@@ -140,6 +155,7 @@ module identity 'modules/identity.bicep' = {
 
 module app 'modules/app.bicep' = {
   name: 'app'
+  scope: rg
   params: {
     location: location
     tags: allTags
@@ -159,6 +175,7 @@ module app 'modules/app.bicep' = {
 
 module bot 'modules/bot.bicep' = {
   name: 'bot'
+  scope: rg
   params: {
     tags: allTags
     botName: 'bot-${resourceToken}'
@@ -173,6 +190,7 @@ module bot 'modules/bot.bicep' = {
 
 module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
+  scope: rg
   params: {
     location: location
     tags: allTags
@@ -191,6 +209,7 @@ module alerts 'modules/alerts.bicep' = {
 
 module access 'modules/access.bicep' = {
   name: 'access'
+  scope: rg
   params: {
     operatorsGroupPrincipalId: operatorsGroupPrincipalId
     appInsightsName: monitoring.outputs.appInsightsName
@@ -200,6 +219,7 @@ module access 'modules/access.bicep' = {
 
 module workbook 'modules/workbook.bicep' = {
   name: 'workbook'
+  scope: rg
   params: {
     location: location
     tags: allTags
@@ -210,6 +230,7 @@ module workbook 'modules/workbook.bicep' = {
 
 module queryPack 'modules/querypack.bicep' = if (deployQueryPack) {
   name: 'querypack'
+  scope: rg
   params: {
     location: location
     tags: allTags
@@ -217,14 +238,21 @@ module queryPack 'modules/querypack.bicep' = if (deployQueryPack) {
   }
 }
 
-// Names and addresses only: no connection string, key or secret leaves the deployment.
+// What azd keeps in the environment (`azd env get-values`). AZURE_* and SERVICE_BOT_* follow azd's conventions;
+// APPLICATIONINSIGHTS_CONNECTION_STRING is for the local loop (a bot on your machine exporting to this resource): it
+// identifies the resource and is not a secret (docs/deploy-azure.md). No key, password or secure parameter leaves.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output SERVICE_BOT_NAME string = app.outputs.siteName
+output SERVICE_BOT_URI string = 'https://${app.outputs.defaultHostName}'
+output SERVICE_BOT_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output BOT_WEB_APP_NAME string = app.outputs.siteName
 output BOT_MESSAGING_ENDPOINT string = 'https://${app.outputs.defaultHostName}/api/messages'
 output BOT_HEALTH_URL string = 'https://${app.outputs.defaultHostName}/healthz'
 output BOT_RESOURCE_NAME string = bot.outputs.botName
 output BOT_APP_ID string = identity.outputs.clientId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName
 output WORKBOOK_ID string = workbook.outputs.workbookId

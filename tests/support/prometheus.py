@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
 ALERTMANAGER_CONFIG = ROOT / "infra" / "alertmanager" / "alertmanager.yml"
 RULE_FILES = (PROMETHEUS_DIR / "rules" / "recording.yml", PROMETHEUS_DIR / "rules" / "alerts.yml")
+RUNBOOK_BASE_URL_UNDER_TEST = "https://runbooks.test.invalid/chatbot"
 
 # Minutes and hours of the shipped rules become seconds here: the shape of each rule stays, the waiting goes.
 FAST_WINDOWS = {"[5m]": "[10s]", "[1h]": "[1m]", "offset 5m": "offset 10s"}
@@ -82,7 +83,12 @@ class Prometheus(Process):
             fast.write_text(fast_rules(rule_file.read_text()))
             rules.append(str(fast))
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "evaluation_interval": "1s",
+                # Not the shipped value, so that a delivered runbook_url proves the rules read the label.
+                "external_labels": {"runbook_base_url": RUNBOOK_BASE_URL_UNDER_TEST},
+            },
             "rule_files": rules,
             "scrape_configs": [
                 {

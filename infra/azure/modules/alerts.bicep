@@ -1,4 +1,4 @@
-// The seed's alerts, each sending its notification through one action group (e-mail, optional webhook):
+// The seed's alerts, each sending its notification through one action group (optional e-mail, optional webhook):
 //   average response time > 2 s, failed requests, CPU > 80 % on the plan, and a scheduled KQL query for error spikes.
 // Every rule resolves itself when the condition clears (autoMitigate).
 
@@ -18,6 +18,16 @@ param cpuThresholdPercent int
 param failedRequestsThreshold int
 param errorSpikePercent int
 
+// No address given (azd up --no-prompt without BOT_ALERT_EMAIL): no e-mail receiver; the alerts still fire and show
+// under Monitor -> Alerts, and reach the webhook if one is set.
+var emailReceivers = empty(alertEmailAddress) ? [] : [
+  {
+    name: 'operators-email'
+    emailAddress: alertEmailAddress
+    useCommonAlertSchema: true
+  }
+]
+
 var webhookReceivers = empty(alertWebhookUrl) ? [] : [
   {
     name: 'webhook'
@@ -33,13 +43,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   properties: {
     groupShortName: 'otelchatbot'
     enabled: true
-    emailReceivers: [
-      {
-        name: 'operators-email'
-        emailAddress: alertEmailAddress
-        useCommonAlertSchema: true
-      }
-    ]
+    emailReceivers: emailReceivers
     webhookReceivers: webhookReceivers
   }
 }

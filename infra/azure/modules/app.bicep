@@ -1,5 +1,5 @@
 // Linux App Service plan and the Python web app running `python -m bot`, with its logs and metrics sent to the
-// workspace. App settings are the variables the bot reads (bot/settings.py, telemetry/config.py) plus the three the
+// workspace. App settings are the variables the bot reads (bot/settings.py, telemetry/config.py) plus the ones the
 // platform needs to build and start it.
 
 param location string
@@ -104,13 +104,9 @@ var baseSettings = [
     value: botPort
   }
   {
+    // The build (Oryx) installs the root requirements.txt: the project itself with the pins of infra/dev/constraints.txt.
     name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'
     value: 'true'
-  }
-  {
-    // The build installs the project itself (pyproject.toml) with the pinned versions of infra/dev/constraints.txt.
-    name: 'CUSTOM_REQUIREMENTSTXT_PATH'
-    value: 'infra/azure/appservice/requirements.txt'
   }
 ]
 var hashKeySetting = empty(telemetryHashKey) ? [] : [

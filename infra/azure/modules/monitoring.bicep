@@ -56,3 +56,5 @@ output workspaceId string = workspace.id
 output workspaceName string = workspace.name
 output appInsightsId string = appInsights.id
 output appInsightsName string = appInsights.name
+// Identifies the resource for ingestion and is not a secret (with local auth off, ingestion also needs an Entra ID token).
+output connectionString string = appInsights.properties.ConnectionString
