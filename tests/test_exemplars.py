@@ -3,6 +3,7 @@ trace and span ids of a measurement per bucket, in the OpenMetrics format a real
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from tests.support.botserver import running_bot
 from tests.support.emulator import EmulatorClient
 from tests.support.polling import wait_until_async
-from tests.support.prometheus import stack
+from tests.support.prometheus import ROOT, stack
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
@@ -52,3 +53,12 @@ async def test_without_the_setting_the_exposition_stays_the_classic_text_format(
             text = await response.text()
     assert response.headers["Content-Type"].startswith("text/plain")
     assert "trace_id" not in text
+
+
+def test_the_dashboards_response_time_panel_asks_grafana_for_the_exemplars() -> None:
+    dashboard = json.loads((ROOT / "infra" / "grafana" / "dashboards" / "chatbot-overview.json").read_text())
+    panels = [p for row in dashboard["panels"] for p in (row, *row.get("panels", []))]
+    (panel,) = [p for p in panels if p.get("title") == "Response time of /api/messages"]
+    with_exemplars = [t for t in panel["targets"] if t.get("exemplar")]
+    assert with_exemplars  # recorded series have none: the query reads the buckets themselves
+    assert all("http_server_request_duration_seconds_bucket" in t["expr"] for t in with_exemplars)
