@@ -96,6 +96,7 @@ ERROR_TYPE = "error.type"  # semconv
 HTTP_METHOD = "http.request.method"  # semconv
 HTTP_ROUTE = "http.route"  # semconv
 HTTP_STATUS = "http.response.status_code"  # semconv
+HTTP_RESEND_COUNT = "http.request.resend_count"  # semconv: ordinal of a resent request, on its CLIENT span
 REJECTION_REASON = "bot.request.rejection"
 COMPONENT_NAME = "otel.component.name"  # semconv: which exporter or batch processor
 COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
@@ -166,6 +167,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(HTTP_METHOD, "HTTP request method"),
     Attribute(HTTP_ROUTE, "Matched route template, e.g. /api/messages"),
     Attribute(HTTP_STATUS, "HTTP response status code"),
+    Attribute(HTTP_RESEND_COUNT, "Which resend of a reply to the channel a request is (1 = first retry)"),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
     Attribute(
         COMPONENT_NAME,
@@ -256,6 +258,13 @@ CHANNEL_REPLY_DURATION = Metric(
     "Time to deliver the bot's activities of one send call to the channel (serviceUrl)",
     (CHANNEL, ERROR_TYPE),
     DURATION_BUCKETS,
+)
+CHANNEL_REPLY_RETRIES = Metric(
+    "bot.channel.reply.retries",
+    Instrument.COUNTER,
+    "{retry}",
+    "Replies sent to the channel again after a 429, a 502/503/504, a timeout or a dropped connection",
+    (CHANNEL, ERROR_TYPE),
 )
 REQUESTS_REJECTED = Metric(
     "bot.requests.rejected",
@@ -381,6 +390,7 @@ METRICS: tuple[Metric, ...] = (
     DIALOGS_CANCELLED,
     ERRORS,
     CHANNEL_REPLY_DURATION,
+    CHANNEL_REPLY_RETRIES,
     REQUESTS_REJECTED,
     PROCESS_CPU_UTILIZATION,
     PROCESS_CPU_TIME,
