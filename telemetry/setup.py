@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from telemetry import catalog
 from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, TelemetryConfig
+from telemetry.drop_counting import count_drops_exactly
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import configure_logging
@@ -209,6 +210,8 @@ class Telemetry:
     instruments: Instruments
     hasher: Hasher
     azure_monitor_enabled: bool
+    # otel.component.name of the batch processors in front of the Azure Monitor exporters, by signal.
+    azure_processors: dict[str, str] = field(default_factory=dict)
     _log_handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
     _shut_down: bool = False
 
@@ -273,6 +276,7 @@ def configure(
     tracer_provider = TracerProvider(resource=resource, sampler=build_sampler(config))
     counters = ExportCounters()
     azure = bool(config.connection_string)
+    azure_exporters: dict[int, str] = {}  # id of the exporter object -> signal
     if azure:
         from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
 
@@ -300,6 +304,7 @@ def configure(
         span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
         azure_logs = FastAzureMonitorLogExporter(storage_directory=storage["logs"], **options)
         log_exporters.append(CountingLogExporter(azure_logs, name, counters))
+        azure_exporters.update({id(span_exporters[-1]): "traces", id(log_exporters[-1]): "logs"})
         metric_exporter = CountingMetricExporter(
             AzureMonitorMetricExporter(storage_directory=storage["metrics"], **options), name, counters
         )
@@ -323,12 +328,19 @@ def configure(
     )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(RedactingLogProcessor())
+    azure_processors: dict[str, str] = {}
     with processor_metrics():
         for exporter in span_exporters:
             processor: SpanProcessor = BatchSpanProcessor(exporter, meter_provider=meter_provider)
+            component = count_drops_exactly(processor)
+            if component and id(exporter) in azure_exporters:
+                azure_processors[azure_exporters[id(exporter)]] = component
             tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
         for log_exporter in log_exporters:
             log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
+            component = count_drops_exactly(log_processor)
+            if component and id(log_exporter) in azure_exporters:
+                azure_processors[azure_exporters[id(log_exporter)]] = component
             logger_provider.add_log_record_processor(log_processor)
 
     instruments = Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version))
@@ -345,6 +357,7 @@ def configure(
         instruments=instruments,
         hasher=hasher,
         azure_monitor_enabled=azure,
+        azure_processors=azure_processors,
     )
     handle._log_handlers = configure_logging(config, logger_provider, console=console)
     if not azure:
