@@ -44,6 +44,7 @@ from telemetry.drop_counting import count_drops_exactly
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import configure_logging
+from telemetry.offline_retry import OfflineRetry
 from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
 from telemetry.prometheus import PrometheusReader
 
@@ -212,6 +213,8 @@ class Telemetry:
     azure_monitor_enabled: bool
     # otel.component.name of the batch processors in front of the Azure Monitor exporters, by signal.
     azure_processors: dict[str, str] = field(default_factory=dict)
+    # Resends what the Azure Monitor exporters stored during an outage, on its own schedule.
+    offline_retry: OfflineRetry | None = None
     _log_handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
     _shut_down: bool = False
 
@@ -245,6 +248,8 @@ class Telemetry:
         if self._shut_down:
             return
         self._shut_down = True
+        if self.offline_retry is not None:
+            self.offline_retry.stop()
         for logger, handler in self._log_handlers:
             logger.removeHandler(handler)
         self.force_flush()
@@ -277,6 +282,7 @@ def configure(
     counters = ExportCounters()
     azure = bool(config.connection_string)
     azure_exporters: dict[int, str] = {}  # id of the exporter object -> signal
+    retry: OfflineRetry | None = None
     if azure:
         from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
 
@@ -285,8 +291,8 @@ def configure(
         options: dict[str, object] = {
             "connection_string": config.connection_string,
             # Batches that fail (5xx, 429, connection refused) go to disk at once instead of being retried in the
-            # export thread with back-off; stored batches are resent after the next successful export, each file
-            # at most once per interval (the SDK's default is 60 s).
+            # export thread with back-off; stored batches are resent every interval (OfflineRetry) and after the next
+            # successful export, each file at most once per interval (the SDK's default is 60 s).
             "retry_total": 0,
             "storage_min_retry_interval": int(config.storage_retry_seconds),
         }
@@ -305,10 +311,10 @@ def configure(
         azure_logs = FastAzureMonitorLogExporter(storage_directory=storage["logs"], **options)
         log_exporters.append(CountingLogExporter(azure_logs, name, counters))
         azure_exporters.update({id(span_exporters[-1]): "traces", id(log_exporters[-1]): "logs"})
-        metric_exporter = CountingMetricExporter(
-            AzureMonitorMetricExporter(storage_directory=storage["metrics"], **options), name, counters
-        )
+        azure_metrics = AzureMonitorMetricExporter(storage_directory=storage["metrics"], **options)
+        metric_exporter = CountingMetricExporter(azure_metrics, name, counters)
         readers.append(PeriodicExportingMetricReader(metric_exporter))
+        retry = OfflineRetry([trace_exporter, azure_logs, azure_metrics], config.storage_retry_seconds)
     if config.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -358,6 +364,7 @@ def configure(
         hasher=hasher,
         azure_monitor_enabled=azure,
         azure_processors=azure_processors,
+        offline_retry=retry.start() if retry else None,
     )
     handle._log_handlers = configure_logging(config, logger_provider, console=console)
     if not azure:

@@ -499,6 +499,8 @@ def test_app_settings_are_the_variables_the_bot_reads(bicep: dict[str, Any]) -> 
     assert settings["BOT_HOST"] == "0.0.0.0"
     assert settings["PORT"] == settings["WEBSITES_PORT"]
     assert settings["BOT_METRICS_PORT"] == "0"
+    # /home is App Service's persistent storage: telemetry stored during an outage outlives a restart.
+    assert settings["BOT_TELEMETRY_STORAGE_DIRECTORY"].startswith("/home/")
     requirements = ROOT / settings["CUSTOM_REQUIREMENTSTXT_PATH"]
     assert requirements.is_file()
 
