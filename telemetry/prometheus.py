@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 
@@ -45,7 +46,9 @@ def metrics_app(registry: CollectorRegistry, bearer_token: str = "", basic_auth:
             if not any(hmac.compare_digest(presented.encode(), allowed.encode()) for allowed in accepted):
                 challenge = 'Basic realm="metrics"' if basic_auth else "Bearer"
                 return web.Response(status=401, text="credentials required\n", headers={"WWW-Authenticate": challenge})
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Collecting runs the SDK's callbacks, which read /proc for the process metrics: off the event loop.
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
