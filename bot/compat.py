@@ -369,6 +369,9 @@ class AsyncChannelReplies(BotAdapter):
                     payload = await response.json(content_type=None)
                 except ValueError:
                     payload = None
+        except aiohttp.ClientConnectorError as error:
+            # Nothing listens there (refused, unknown host): not a hiccup, and every attempt would fail alike.
+            raise ChannelError(f"could not deliver a reply to the channel: {type(error).__name__}") from error
         except (TimeoutError, aiohttp.ClientConnectionError) as error:
             failure = ChannelError(f"could not deliver a reply to the channel: {type(error).__name__}")
             failure.__cause__ = error

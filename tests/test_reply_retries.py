@@ -80,6 +80,13 @@ async def test_a_reply_the_channel_refuses_with_another_4xx_is_not_sent_again(
     assert await replying_bot.total("bot_errors_total", error_type="ChannelError") == 1
 
 
+async def test_a_channel_that_refuses_connections_is_not_tried_again(replying_bot: RunningBot) -> None:
+    async with EmulatorClient(replying_bot.messages_url, "http://127.0.0.1:9", channel_id="directline") as user:
+        assert (await user.send(QUESTION)).status == 201
+    assert await replying_bot.total("bot_channel_reply_retries_total") == 0
+    assert await replying_bot.total("bot_errors_total", error_type="ChannelError") == 1
+
+
 async def test_a_retry_after_beyond_the_cap_is_not_waited_for(
     replying_bot: RunningBot, channel: ChannelStandIn
 ) -> None:
