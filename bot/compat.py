@@ -7,7 +7,10 @@
    answers every `deliveryMode: "expectReplies"` request with 500.
 3. `AsyncChannelReplies`: replies go through msrest's synchronous `requests` sender on the default thread pool with
    a 100 s timeout and a new TCP connection per reply; a handful of hanging serviceUrls stall every conversation.
-   Replies are sent with one shared, pooled aiohttp session and a bounded timeout instead.
+   Replies are sent with one shared, pooled aiohttp session and a bounded timeout instead. msrest also retried
+   failed replies and the pooled client must too (`ReplyRetryPolicy`): 429 (after its Retry-After, up to a cap),
+   502/503/504, timeouts and dropped connections are retried with jittered exponential back-off, with the same
+   activity id on every attempt, while the turn's retry budget lasts; other 4xx answers are final.
 4. `authenticate_or_refuse`: a malformed `Authorization` header makes the JWT code raise arbitrary exceptions (a 500);
    any failure to authenticate becomes `PermissionError` (a 401).
 5. `parse_activity`: `Activity().deserialize` raises msrest errors, or silently accepts wrong types, for malformed
@@ -41,9 +44,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
+import random
 import re
+import time
+import uuid
 from collections import OrderedDict
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from enum import Enum
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -209,11 +218,76 @@ class ChannelError(RuntimeError):
         self.status = status
 
 
+# Answers worth another attempt: rate limited, or a gateway in front of the channel failed. Any other 4xx is final.
+RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+REPLY_DEADLINE_KEY = "otel_chatbot.reply_deadline"
+
+
+@dataclass(frozen=True)
+class ReplyRetryPolicy:
+    """How a reply the channel did not take is tried again.
+
+    `budget_seconds` bounds the retrying of a whole turn (from its first reply): the waits and the retried attempts of
+    all its replies, the apology of a failed turn included, end by then, so that the turn answers well within the
+    15 s a channel waits for it. A first attempt keeps the reply timeout (BOT_REPLY_TIMEOUT_SECONDS); a retry gets what
+    is left of the budget if that is less.
+    """
+
+    attempts: int = 4
+    budget_seconds: float = 8.0
+    base_delay_seconds: float = 0.25
+    max_delay_seconds: float = 2.0
+    max_retry_after_seconds: float = 5.0
+    min_attempt_seconds: float = 0.5
+
+    def backoff(self, retry: int, rng: random.Random | None = None) -> float:
+        """Wait before retry number `retry` (1, 2, ...): exponential, capped, with equal jitter (half fixed, half
+        random) so that replies failed together do not come back together."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (retry - 1))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+    def wait(self, retry: int, retry_after: float | None, rng: random.Random | None = None) -> float | None:
+        """The wait before retry number `retry`, or None if the answer asks for a longer wait than the cap."""
+        if retry_after is None:
+            return self.backoff(retry, rng)
+        if retry_after > self.max_retry_after_seconds:
+            return None
+        return retry_after + (rng or random).uniform(0, self.base_delay_seconds / 2)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delay-seconds or an HTTP-date, RFC 9110 10.2.3), else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class _Retryable(Exception):
+    def __init__(self, error: ChannelError, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class AsyncChannelReplies(BotAdapter):
     """Sends a turn's replies to the channel over a shared aiohttp session. Mixed into the CloudAdapter subclass."""
 
     channel_session: aiohttp.ClientSession
     reply_timeout: aiohttp.ClientTimeout
+    reply_retry: ReplyRetryPolicy = ReplyRetryPolicy()
+    # Where the retry loop reads the time and waits (tests substitute a clock they control).
+    retry_clock: Callable[[], float] = staticmethod(time.monotonic)
+    retry_sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
 
     async def send_activities(self, context: TurnContext, activities: list[Activity]) -> list[ResourceResponse]:
         responses: list[ResourceResponse] = []
@@ -241,25 +315,68 @@ class AsyncChannelReplies(BotAdapter):
         url = f"{service_url}/v3/conversations/{quote(conversation_id, safe='')}/activities"
         if activity.reply_to_id:
             url += "/" + quote(activity.reply_to_id, safe="")
+        # One id for every attempt: a channel that got an attempt whose answer was lost can tell the retry apart.
+        activity.id = uuid.uuid4().hex
+        body = SCHEMA_CODEC.serialize(activity)
+        policy = self.reply_retry
+        deadline = context.turn_state.setdefault(REPLY_DEADLINE_KEY, self.retry_clock() + policy.budget_seconds)
+        channel = context.activity.channel_id
+        timeout = self.reply_timeout
+        resend = 0
+        failure: _Retryable | None = None
+        while True:
+            trace_context: dict[str, Any] = {"channel": channel}
+            if failure is not None:
+                trace_context["resend_count"] = resend
+                trace_context["resend_reason"] = failure.reason
+            try:
+                return await self._attempt(context, url, body, timeout, trace_context)
+            except _Retryable as retryable:
+                failure = retryable
+            resend += 1
+            if resend >= policy.attempts:
+                raise failure.error
+            wait = policy.wait(resend, failure.retry_after)
+            left = deadline - self.retry_clock() - (wait or 0.0)
+            if wait is None or left < policy.min_attempt_seconds:
+                raise failure.error
+            await self.retry_sleep(wait)
+            timeout = aiohttp.ClientTimeout(total=min(self.reply_timeout.total or left, left))
+
+    async def _attempt(
+        self,
+        context: TurnContext,
+        url: str,
+        body: Any,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout, not a scope
+        trace_context: dict[str, Any],
+    ) -> ResourceResponse:
         headers = {"Content-Type": "application/json; charset=utf-8"}
         token = await self._access_token(context)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
             async with self.channel_session.post(
-                url,
-                json=SCHEMA_CODEC.serialize(activity),
-                headers=headers,
-                timeout=self.reply_timeout,
-                trace_request_ctx={"channel": context.activity.channel_id},
+                url, json=body, headers=headers, timeout=timeout, trace_request_ctx=trace_context
             ) as response:
                 if response.status >= 300:
-                    raise ChannelError(f"channel answered {response.status} to a reply", response.status)
+                    error = ChannelError(f"channel answered {response.status} to a reply", response.status)
+                    if response.status in RETRIED_STATUSES:
+                        wait = retry_after_seconds(response.headers.get("Retry-After"))
+                        raise _Retryable(error, str(response.status), wait if response.status == 429 else None)
+                    raise error
                 try:
                     payload = await response.json(content_type=None)
                 except ValueError:
                     payload = None
-        except (TimeoutError, aiohttp.ClientError) as error:
+        except aiohttp.ClientConnectorError as error:
+            # Nothing listens there (refused, unknown host): not a hiccup, and every attempt would fail alike.
+            raise ChannelError(f"could not deliver a reply to the channel: {type(error).__name__}") from error
+        except (TimeoutError, aiohttp.ClientConnectionError) as error:
+            failure = ChannelError(f"could not deliver a reply to the channel: {type(error).__name__}")
+            failure.__cause__ = error
+            raise _Retryable(failure, type(error).__qualname__) from error
+        except aiohttp.ClientError as error:
             raise ChannelError(f"could not deliver a reply to the channel: {type(error).__name__}") from error
         reply_id = payload.get("id") if isinstance(payload, dict) else None
         return ResourceResponse(id=reply_id or "")
@@ -630,6 +747,7 @@ __all__ = [
     "CachingBotFrameworkAuthentication",
     "ChannelError",
     "FastTurnResults",
+    "ReplyRetryPolicy",
     "SchemaCodec",
     "app_id_of",
     "authenticate_or_refuse",
@@ -640,5 +758,6 @@ __all__ = [
     "patch_msrest_retry_policy",
     "patch_openid_metadata_fetch",
     "patch_outgoing_activity_copy",
+    "retry_after_seconds",
     "shallow_copy",
 ]

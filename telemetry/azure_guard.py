@@ -47,6 +47,12 @@ REQUIRED_HELPERS: tuple[tuple[str, str], ...] = (
     (_LOGS, "_set_statsbeat_custom_events_feature"),
     (_LOGS, "AzureMonitorLogExporter._log_to_envelope"),
     (_METRICS, "AzureMonitorMetricExporter._point_to_envelope"),
+    # telemetry/offline_retry.py: resending stored batches on the bot's own schedule
+    ("azure.monitor.opentelemetry.exporter.export._base", "BaseExporter._transmit"),
+    ("azure.monitor.opentelemetry.exporter.export._base", "ExportResult"),
+    ("azure.monitor.opentelemetry.exporter._storage", "LocalFileStorage.gets"),
+    ("azure.monitor.opentelemetry.exporter._storage", "LocalFileBlob.lease"),
+    ("azure.monitor.opentelemetry.exporter._generated.exporter.models", "TelemetryItem"),
 )
 
 
@@ -70,7 +76,8 @@ class AzureExporters:
     trace: Callable[..., Any]
     log: Callable[..., Any]
     metric: Callable[..., Any]
-    fast: bool  # False: the SDK's own exporters; ingestion extracts the standard metrics from the request items
+    fast: bool  # False: the SDK's own exporters; ingestion extracts the standard metrics from the request items,
+    # and stored batches are resent only after a later successful export (the SDK's own rule)
 
 
 def choose_exporters() -> AzureExporters:

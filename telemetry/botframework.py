@@ -261,7 +261,9 @@ def channel_reply_telemetry(
     """Telemetry of every request to a channel, as one aiohttp trace config.
 
     - `bot.channel.reply.duration` for every request. The sender labels each request with its channel through
-      `trace_request_ctx={"channel": ...}`.
+      `trace_request_ctx={"channel": ...}`; a retried reply also names its `resend_count` (1, 2, ...) and
+      `resend_reason` (what failed before), which count in `bot.channel.reply.retries` and set
+      `http.request.resend_count` on the retry's CLIENT span (one span per attempt, as the HTTP conventions ask).
     - For the requests of a traced turn, the CLIENT span the aiohttp client instrumentation makes (its name,
       attributes under the current HTTP conventions, status and exception event; `url_filter` templates the URL) and
       the W3C headers. A request of an untraced turn gets neither: the instrumentation spent ~0.2 ms on each such
@@ -281,11 +283,19 @@ def channel_reply_telemetry(
     ) -> None:
         context.reply_started = time.perf_counter()
         context.reply_span = None
+        request = context.trace_request_ctx or {}
+        resend = request.get("resend_count")
+        if resend:
+            labels: Labels = ((catalog.CHANNEL, _bounded(request.get("channel"), _CHANNELS)),)
+            labels += ((catalog.ERROR_TYPE, str(request.get("resend_reason") or "unknown")),)
+            instruments.count_channel_reply_retry(1, labels)
         if not trace.get_current_span().is_recording():
             return
         method = sanitize_method(params.method.strip())
         url = redact_url(url_filter(params.url))
         attributes: dict[str, Any] = {catalog.HTTP_METHOD: method, "url.full": url}
+        if resend:
+            attributes[catalog.HTTP_RESEND_COUNT] = int(resend)
         try:
             parsed = urlparse(url)
             if parsed.hostname:

@@ -101,6 +101,7 @@ URL_SCHEME = "url.scheme"  # semconv: http or https as the client used it (behin
 SESSION_ID = "session.id"  # semconv; Azure Monitor maps it to session_Id (we store the conversation's keyed hash)
 OPERATION_NAME = "ai.operation.name"  # Azure Monitor's operation_Name, copied from the turn to its other items
 SAMPLE_RATE = "_MS.sampleRate"  # percentage of turns a kept trace stands for; Azure Monitor's itemCount = 100 / it
+HTTP_RESEND_COUNT = "http.request.resend_count"  # semconv: ordinal of a resent request, on its CLIENT span
 REJECTION_REASON = "bot.request.rejection"
 COMPONENT_NAME = "otel.component.name"  # semconv: which exporter or batch processor
 COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
@@ -188,6 +189,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         SAMPLE_RATE,
         "Percentage of turns a kept trace stands for, on every sampled item (Application Insights itemCount)",
     ),
+    Attribute(HTTP_RESEND_COUNT, "Which resend of a reply to the channel a request is (1 = first retry)"),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
     Attribute(
         COMPONENT_NAME,
@@ -278,6 +280,13 @@ CHANNEL_REPLY_DURATION = Metric(
     "Time to deliver the bot's activities of one send call to the channel (serviceUrl)",
     (CHANNEL, ERROR_TYPE),
     DURATION_BUCKETS,
+)
+CHANNEL_REPLY_RETRIES = Metric(
+    "bot.channel.reply.retries",
+    Instrument.COUNTER,
+    "{retry}",
+    "Replies sent to the channel again after a 429, a 502/503/504, a timeout or a dropped connection",
+    (CHANNEL, ERROR_TYPE),
 )
 REQUESTS_REJECTED = Metric(
     "bot.requests.rejected",
@@ -403,6 +412,7 @@ METRICS: tuple[Metric, ...] = (
     DIALOGS_CANCELLED,
     ERRORS,
     CHANNEL_REPLY_DURATION,
+    CHANNEL_REPLY_RETRIES,
     REQUESTS_REJECTED,
     PROCESS_CPU_UTILIZATION,
     PROCESS_CPU_TIME,

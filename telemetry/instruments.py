@@ -201,6 +201,7 @@ class Instruments:
         self.dialogs_cancelled = _counter(meter, catalog.DIALOGS_CANCELLED)
         self.errors = _counter(meter, catalog.ERRORS)
         self.channel_reply_duration = _histogram(meter, catalog.CHANNEL_REPLY_DURATION)
+        self.channel_reply_retries = _counter(meter, catalog.CHANNEL_REPLY_RETRIES)
         self.requests_rejected = _counter(meter, catalog.REQUESTS_REJECTED)
         self.exported_spans = _counter(meter, catalog.EXPORTED_SPANS)
         self.exported_logs = _counter(meter, catalog.EXPORTED_LOGS)
@@ -218,6 +219,7 @@ class Instruments:
         self.count_dialog_completed = Recorder(self.dialogs_completed)
         self.count_dialog_cancelled = Recorder(self.dialogs_cancelled)
         self.record_channel_reply_duration = Recorder(self.channel_reply_duration)
+        self.count_channel_reply_retry = Recorder(self.channel_reply_retries)
 
         # Settings reported by the bot (through its BotTelemetryClient), exposed as gauges.
         self.reported: dict[str, float] = {}

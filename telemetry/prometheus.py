@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 from collections.abc import Iterable, Iterator
@@ -129,9 +130,12 @@ def metrics_app(
             if not any(hmac.compare_digest(presented.encode(), allowed.encode()) for allowed in accepted):
                 challenge = 'Basic realm="metrics"' if basic_auth else "Bearer"
                 return web.Response(status=401, text="credentials required\n", headers={"WWW-Authenticate": challenge})
+        # Collecting runs the SDK's callbacks, which read /proc for the process metrics: off the event loop.
         if openmetrics and "application/openmetrics-text" in request.headers.get("Accept", ""):  # exemplars need it
-            return web.Response(body=generate_openmetrics(registry), headers={"Content-Type": OPENMETRICS_CONTENT_TYPE})
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            body = await asyncio.to_thread(generate_openmetrics, registry)
+            return web.Response(body=body, headers={"Content-Type": OPENMETRICS_CONTENT_TYPE})
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -41,9 +41,11 @@ from prometheus_client import CollectorRegistry
 from telemetry import catalog
 from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, TelemetryConfig
 from telemetry.correlation import SAMPLED_WITH_TURN, CorrelationLogProcessor, CorrelationSpanProcessor
+from telemetry.drop_counting import count_drops_exactly
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import ConsoleHandler, configure_logging
+from telemetry.offline_retry import OfflineRetry
 from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
 from telemetry.prometheus import PrometheusReader
 
@@ -210,6 +212,10 @@ class Telemetry:
     instruments: Instruments
     hasher: Hasher
     azure_monitor_enabled: bool
+    # otel.component.name of the batch processors in front of the Azure Monitor exporters, by signal.
+    azure_processors: dict[str, str] = field(default_factory=dict)
+    # Resends what the Azure Monitor exporters stored during an outage, on its own schedule.
+    offline_retry: OfflineRetry | None = None
     _log_handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
     _shut_down: bool = False
 
@@ -245,6 +251,8 @@ class Telemetry:
         if self._shut_down:
             return
         self._shut_down = True
+        if self.offline_retry is not None:
+            self.offline_retry.stop()
         # The export handlers go first (nothing is exported after the providers stop); the console handler last, so
         # what the exporters say while they flush reads as the rest of the run, not through Python's bare fallback.
         console = [(logger, handler) for logger, handler in self._log_handlers if isinstance(handler, ConsoleHandler)]
@@ -284,6 +292,8 @@ def configure(
     tracer_provider = TracerProvider(resource=resource, sampler=build_sampler(config))
     counters = ExportCounters()
     azure = bool(config.connection_string)
+    azure_exporters: dict[int, str] = {}  # id of the exporter object -> signal
+    retry: OfflineRetry | None = None
     if azure:
         from telemetry.azure_guard import choose_exporters
         from telemetry.azure_metrics import WithoutMetrics
@@ -292,8 +302,8 @@ def configure(
         options: dict[str, object] = {
             "connection_string": config.connection_string,
             # Batches that fail (5xx, 429, connection refused) go to disk at once instead of being retried in the
-            # export thread with back-off; stored batches are resent after the next successful export, each file
-            # at most once per interval (the SDK's default is 60 s).
+            # export thread with back-off; stored batches are resent every interval (OfflineRetry) and after the next
+            # successful export, each file at most once per interval (the SDK's default is 60 s).
             "retry_total": 0,
             "storage_min_retry_interval": int(config.storage_retry_seconds),
         }
@@ -311,11 +321,15 @@ def configure(
         span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
         azure_logs = exporters.log(storage_directory=storage["logs"], **options)
         log_exporters.append(CountingLogExporter(azure_logs, name, counters))
+        azure_exporters.update({id(span_exporters[-1]): "traces", id(log_exporters[-1]): "logs"})
         azure_metrics = exporters.metric(storage_directory=storage["metrics"], **options)
+        stored = [trace_exporter, azure_logs, azure_metrics]
         if not exporters.fast:  # ingestion extracts the standard metrics from the (unmarked) request items instead
             azure_metrics = WithoutMetrics(azure_metrics, frozenset({catalog.HTTP_SERVER_DURATION.name}))
         metric_exporter = CountingMetricExporter(azure_metrics, name, counters)
         readers.append(PeriodicExportingMetricReader(metric_exporter))
+        if exporters.fast:  # it relies on the exporters' private storage and transmission, checked with the rest
+            retry = OfflineRetry(stored, config.storage_retry_seconds)
     if config.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -338,12 +352,19 @@ def configure(
     logger_provider.add_log_record_processor(RedactingLogProcessor())
     logger_provider.add_log_record_processor(CorrelationLogProcessor())
     tracer_provider.add_span_processor(CorrelationSpanProcessor())
+    azure_processors: dict[str, str] = {}
     with processor_metrics():
         for exporter in span_exporters:
             processor: SpanProcessor = BatchSpanProcessor(exporter, meter_provider=meter_provider)
+            component = count_drops_exactly(processor)
+            if component and id(exporter) in azure_exporters:
+                azure_processors[azure_exporters[id(exporter)]] = component
             tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
         for log_exporter in log_exporters:
             log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
+            component = count_drops_exactly(log_processor)
+            if component and id(log_exporter) in azure_exporters:
+                azure_processors[azure_exporters[id(log_exporter)]] = component
             logger_provider.add_log_record_processor(log_processor)
 
     instruments = Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version))
@@ -360,6 +381,8 @@ def configure(
         instruments=instruments,
         hasher=hasher,
         azure_monitor_enabled=azure,
+        azure_processors=azure_processors,
+        offline_retry=retry.start() if retry else None,
     )
     handle._log_handlers = configure_logging(config, logger_provider, console=console)
     if not azure:

@@ -498,6 +498,9 @@ def test_app_settings_are_the_variables_the_bot_reads(bicep: dict[str, Any]) -> 
     assert settings["BOT_HOST"] == "0.0.0.0"
     assert settings["PORT"] == settings["WEBSITES_PORT"]
     assert settings["BOT_METRICS_PORT"] == "0"
+    # /home is App Service's persistent storage: telemetry stored during an outage outlives a restart.
+    assert settings["BOT_TELEMETRY_STORAGE_DIRECTORY"].startswith("/home/")
+    assert settings["BOT_TRUST_FORWARDED_HEADERS"] == "true"  # App Service's front ends terminate TLS
 
 
 def test_azd_restore_and_the_app_service_build_install_the_project_with_its_pins() -> None:

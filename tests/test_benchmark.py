@@ -133,7 +133,15 @@ def test_the_summary_computes_ratios_and_targets_from_the_runs() -> None:
 def test_wrk_scripts_vary_conversations_and_stay_bounded(tmp_path: Path) -> None:
     template = wrk.activity_template(wrk.EXPECT_REPLIES, "http://127.0.0.1:9", "webchat", "hi")
     script = wrk.lua_script(template, "/api/messages", tmp_path / "out.json", conversations=64, rate=100.0)
-    assert "n % conversations" in script
+    assert "number % conversations" in script
     assert "local conversations = 64" in script
     assert "delay = function()" in script  # paced
+    assert "intended send time" in script  # latency counted from when each request was due
     assert 700 <= wrk.activity_size(wrk.EXPECT_REPLIES) <= 900
+
+
+def test_paced_runs_use_a_thread_per_connection() -> None:
+    paced = wrk.wrk_command("wrk", "http://127.0.0.1:1/api/messages", Path("s.lua"), 8, 5.0, threads=8)
+    assert "-t8" in paced
+    assert "-c8" in paced
+    assert "-t1" in wrk.wrk_command("wrk", "http://127.0.0.1:1/api/messages", Path("s.lua"), 8, 5.0)

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from telemetry import catalog
 from telemetry.catalog import Instrument, Metric
 from tests.support.botserver import running_bot
-from tests.support.channel import ChannelStandIn
+from tests.support.channel import Answer, ChannelStandIn
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 
@@ -357,7 +357,9 @@ async def exposition(channel: ChannelStandIn, ingestion: IngestionStandIn, azure
         failed = await emulator.expect_replies("/fail")
         assert failed.status == 200, failed
         assert any("went wrong" in (a.get("text") or "") for a in failed.body["activities"]), failed
-        # One turn replies over HTTP to the channel, which is what the reply duration measures.
+        # One turn replies over HTTP to the channel, which is what the reply duration measures; its first attempt
+        # meets a 502 and is retried.
+        channel.script(emulator.conversation_id, Answer(502))
         sent = await emulator.send("help")
         assert sent.status == 201, sent
         await channel.wait_for_replies_async(emulator.conversation_id, 2)

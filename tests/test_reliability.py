@@ -101,6 +101,84 @@ async def test_telemetry_left_on_disk_by_a_stopped_process_is_sent_by_the_next(
     assert _requests(ingestion) == driven
 
 
+def _stored_files(storage: Path) -> int:
+    return sum(1 for path in storage.rglob("*") if path.is_file())
+
+
+async def _successful_exports(bot: RunningBot) -> float:
+    """Exports any exporter finished without error (a success makes the SDK resend stored batches itself)."""
+    total = 0.0
+    for name in (
+        "otel_sdk_exporter_span_exported_total",
+        "otel_sdk_exporter_log_exported_total",
+        "otel_sdk_exporter_metric_data_point_exported_total",
+    ):
+        total += sum(value for labels, value in await bot.samples(name) if "error_type" not in labels)
+    return total
+
+
+def _metric_sum(ingestion: IngestionStandIn, name: str) -> float:
+    return sum(
+        metric["value"]
+        for envelope in ingestion.of_type("MetricData")
+        for metric in envelope["data"]["baseData"]["metrics"]
+        if metric["name"] == name
+    )
+
+
+@pytest.mark.parametrize("fault", [503, 500, None], ids=["503", "500", "down"])
+async def test_an_idle_bot_delivers_what_it_stored_during_an_outage_once_the_endpoint_is_back(
+    ingestion: IngestionStandIn,
+    azure_sdk_offline: None,
+    fast_export: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fault: int | None,
+) -> None:
+    # Metrics leave only when flushed here, so no export can succeed after the outage: nothing but the bot's own
+    # schedule can resend what was stored.
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "3600000")
+    env = {"BOT_TELEMETRY_RETRY_INTERVAL_SECONDS": "1"}
+    turns = 20
+    async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path) as bot:
+        port = ingestion.port
+        if fault is None:
+            ingestion.stop()
+        else:
+            ingestion.fail_with(fault)
+        await _turns(bot, turns)
+        bot.flush()  # every signal exported, and refused: all of it is on disk now
+        assert ingestion.envelopes == []
+        assert _stored_files(tmp_path) >= 3
+        logs = [dict(record.log_record.attributes or {}) for record in bot.logs.get_finished_logs()]
+        expected = {
+            "RequestData": turns,
+            "EventData": sum(1 for attributes in logs if "microsoft.custom_event.name" in attributes),
+            "MessageData": sum(1 for attributes in logs if "microsoft.custom_event.name" not in attributes),
+        }
+        assert min(expected.values()) > 0, expected
+        exports_before = await _successful_exports(bot)
+
+        if fault is None:
+            ingestion.start(port=port)
+        else:
+            ingestion.recover()
+        # No turn, no flush from here on.
+        await wait_until_async(
+            lambda: _stored_files(tmp_path) == 0, timeout=30, message="the storage directories drained"
+        )
+        arrived = {kind: len(ingestion.of_type(kind)) for kind in expected}
+        assert arrived == expected  # each envelope exactly once
+        assert _metric_sum(ingestion, catalog.TURNS.name) == turns
+        ids = [envelope["data"]["baseData"]["id"] for envelope in ingestion.of_type("RequestData")]
+        assert len(set(ids)) == turns
+        assert await _successful_exports(bot) == exports_before  # the exporters themselves resent nothing
+        retry = bot.telemetry.offline_retry
+        assert retry is not None
+        assert retry.running
+    assert not retry.running  # stopped when the bot shut down
+
+
 @pytest.fixture
 async def small_bot(azure_sdk_offline: None) -> AsyncIterator[RunningBot]:
     async with running_bot({"BOT_MAX_CONCURRENT_TURNS": "2", "BOT_REPLY_TIMEOUT_SECONDS": "30"}) as bot:
@@ -199,9 +277,17 @@ def _delivered(ingestion: IngestionStandIn) -> tuple[int, int]:
 
 
 async def _dropped(bot: RunningBot) -> tuple[float, float]:
+    """(spans, log records) dropped by the batch processors in front of the Azure Monitor exporters. The test's own
+    in-memory exporters have processors of their own, whose drops are theirs: each record passes through both."""
+    processors = bot.telemetry.azure_processors
     queue_full = {"error_type": catalog.DROPPED_QUEUE_FULL}
-    spans = await bot.total("otel_sdk_processor_span_processed_total", **queue_full)
-    return spans, await bot.total("otel_sdk_processor_log_processed_total", **queue_full)
+    spans = await bot.total(
+        "otel_sdk_processor_span_processed_total", otel_component_name=processors["traces"], **queue_full
+    )
+    logs = await bot.total(
+        "otel_sdk_processor_log_processed_total", otel_component_name=processors["logs"], **queue_full
+    )
+    return spans, logs
 
 
 async def test_spans_and_logs_dropped_by_a_full_export_queue_are_counted(
@@ -239,7 +325,7 @@ async def test_spans_and_logs_dropped_by_a_full_export_queue_are_counted(
             return (arrived, dropped) if max(missing) <= 0 else None
 
         arrived, dropped = await wait_until_async(accounted, message="spans and logs delivered or counted as dropped")
-        # Overflowed, counted, and the rest delivered. (The SDK decides "queue full" just before inserting, so a
-        # record can also be counted when the export thread took a batch out in between: an over-count, never a loss.)
+        # Overflowed, and every record exactly once either delivered or counted as dropped: never both.
         assert all(0 < d < n for d, n in zip(dropped, produced, strict=True)), (arrived, dropped, produced)
+        assert [a + d for a, d in zip(arrived, dropped, strict=True)] == produced, (arrived, dropped, produced)
         assert await bot.total("bot_turns_total") == turns + 2  # turn metrics stay exact whatever telemetry drops

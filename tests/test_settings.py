@@ -70,6 +70,14 @@ SETTINGS_ERRORS = [
 
 TELEMETRY_ERRORS = [
     pytest.param(
+        {"BOT_TELEMETRY_RETRY_INTERVAL_SECONDS": "0"}, "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS", id="retry-interval-zero"
+    ),
+    pytest.param(
+        {"BOT_TELEMETRY_RETRY_INTERVAL_SECONDS": "soon"},
+        "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS",
+        id="retry-interval-not-a-number",
+    ),
+    pytest.param(
         {"APPLICATIONINSIGHTS_CONNECTION_STRING": "IngestionEndpoint=https://example.invalid/"},
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         id="connection-string-without-instrumentation-key",

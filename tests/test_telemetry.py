@@ -6,9 +6,11 @@ import importlib
 import logging
 import subprocess
 import sys
-import time
+import types
 from typing import Any
 
+import pytest
+from azure.monitor.opentelemetry.exporter.export.trace import _rate_limited_sampling
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -139,18 +141,23 @@ async def test_sampled_requests_tell_application_insights_how_many_turns_each_st
     assert {envelope["sampleRate"] for envelope in ingestion.of_type("RequestData")} == {50.0}
 
 
-async def test_the_rate_limited_sampler_caps_traces_while_every_turn_is_counted(azure_sdk_offline: None) -> None:
-    turns, per_second = 300, 10
+async def test_the_rate_limited_sampler_caps_traces_while_every_turn_is_counted(
+    azure_sdk_offline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sampler's clock advances 10 ms a turn (100 turns/s, ten times the cap) however fast this machine runs.
+    turns, per_second, step_ns = 300, 10, 10_000_000
+    clock = {"now": 0}
+    monkeypatch.setattr(_rate_limited_sampling, "time", types.SimpleNamespace(time_ns=lambda: clock["now"]))
     env = {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": str(per_second)}
     async with running_bot(env) as bot:
         async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9") as emulator:
-            started = time.monotonic()
             for _ in range(turns):
+                clock["now"] += step_ns
                 assert (await emulator.expect_replies("help")).status == 200
-            elapsed = time.monotonic() - started
         bot.flush()
         assert await bot.total("bot_turns_total") == turns
     spans = bot.spans.get_finished_spans()
+    elapsed = turns * step_ns / 1e9
     # About `per_second` traces a second; the limit adapts within ~0.1 s, hence the slack.
     assert 0 < len(spans) <= 2 * per_second * elapsed + 5, (len(spans), elapsed)
     assert len(spans) < turns
@@ -159,13 +166,16 @@ async def test_the_rate_limited_sampler_caps_traces_while_every_turn_is_counted(
 
 
 async def test_a_turn_kept_by_the_rate_limited_sampler_keeps_its_replies(
-    azure_sdk_offline: None, channel: ChannelStandIn
+    azure_sdk_offline: None, channel: ChannelStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     turns = 120
+    clock = {"now": 0}  # the sampler sees 100 turns a second, five times the cap, however fast this machine runs
+    monkeypatch.setattr(_rate_limited_sampling, "time", types.SimpleNamespace(time_ns=lambda: clock["now"]))
     env = {"OTEL_TRACES_SAMPLER": "microsoft.rate_limited", "OTEL_TRACES_SAMPLER_ARG": "20"}
     async with running_bot(env) as bot:
         async with EmulatorClient(bot.messages_url, channel.service_url) as emulator:
             for sent in range(1, turns + 1):
+                clock["now"] += 10_000_000
                 assert (await emulator.send("what metrics are there?")).status == 201
                 await channel.wait_for_replies_async(emulator.conversation_id, 2 * sent)
         bot.flush()

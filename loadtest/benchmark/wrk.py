@@ -3,8 +3,11 @@
 Every request is the same ~800-byte activity a channel would post, with its conversation, user and activity ids
 varied: request n belongs to conversation n mod `conversations`, so no two requests in flight share a conversation
 (the state of one conversation is never written by two turns at once) while the number of conversations, and with
-it the bot's state, stays bounded. With a `rate`, requests are paced on a schedule (one slot every 1/rate s across
-all connections) instead of being sent as fast as the answers come back.
+it the bot's state, stays bounded. With a `rate`, requests are paced on a schedule instead of being sent as fast as
+the answers come back, as wrk2 paces them: one wrk thread per connection, connection i sending at t0 + (i + k * N) /
+rate, and each request's latency counted from the time it was due, not from when it could be sent. A stall that makes
+requests wait behind it counts in full for every request that waited (no schedule debt is forgiven, which would hide
+the queueing: coordinated omission). wrk's own latency (from the actual send) is kept as `service_latency_us`.
 """
 
 from __future__ import annotations
@@ -63,7 +66,9 @@ def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lua string literal for this ASCII text
 
 
-def lua_script(template: dict[str, Any], path: str, result_file: Path, conversations: int, rate: float | None) -> str:
+def lua_script(
+    template: dict[str, Any], path: str, result_file: Path, conversations: int, rate: float | None, threads: int = 1
+) -> str:
     body = json.dumps(template, separators=(",", ":"))
     pieces: list[str] = []
     rest = body
@@ -77,7 +82,7 @@ def lua_script(template: dict[str, Any], path: str, result_file: Path, conversat
         order.append(marker)
         rest = rest[index + len(marker) :]
     pieces.append(rest)
-    values = {_CONVERSATION: '"conv-" .. c', _USER: '"user-" .. c', _ACTIVITY: '"act-" .. n'}
+    values = {_CONVERSATION: '"conv-" .. c', _USER: '"user-" .. c', _ACTIVITY: '"act-" .. number'}
     concat = " .. ".join(
         part
         for index, piece in enumerate(pieces)
@@ -99,13 +104,26 @@ local conversations = {conversations}
 local interval = {interval!r}
 local headers = {{["Content-Type"] = "application/json; charset=utf-8"}}
 local n = 0
-local next_slot = 0
 statuses = {{}}
 bad_bodies = 0
+-- Set by setup() for each thread (paced: one connection per thread): its index, the thread count, its first slot.
+index, count, first_slot = 0, 1, 0
+latencies = {{}}
+local next_slot, due, sent_due = nil, nil, nil
 
 request = function()
+  -- Request numbers interleave over the threads, so that no two in flight share a conversation.
+  local number = index + n * count
   n = n + 1
-  local c = n % conversations
+  if interval > 0 then
+    if due == nil then
+      -- not delayed (the connection's first request): due at its slot all the same
+      next_slot = next_slot or first_slot
+      due, next_slot = next_slot, next_slot + interval * count
+    end
+    sent_due, due = due, nil
+  end
+  local c = number % conversations
   return wrk.format("POST", {_lua_string(path)}, headers, {concat})
 end
 
@@ -114,39 +132,72 @@ response = function(status, _, body)
   if status == 200 and not string.find(body, '"message"', 1, true) then
     bad_bodies = bad_bodies + 1
   end
+  if sent_due ~= nil then
+    table.insert(latencies, math.floor((now() - sent_due) * 1e6))
+    sent_due = nil
+  end
 end
 
 if interval > 0 then
   delay = function()
-    local t = now()
-    if next_slot < t then next_slot = t end
-    local wait = next_slot - t
-    next_slot = next_slot + interval
-    return math.floor(wait * 1000)
+    next_slot = next_slot or first_slot
+    due, next_slot = next_slot, next_slot + interval * count
+    local wait = due - now()
+    if wait <= 0 then return 0 end
+    return math.ceil(wait * 1000)
   end
 end
 
 local threads = {{}}
-setup = function(thread) table.insert(threads, thread) end
+local started = nil
+setup = function(thread)
+  table.insert(threads, thread)
+  started = started or now() + 0.2
+  thread:set("index", #threads - 1)
+  thread:set("count", {threads})
+  thread:set("first_slot", started + (#threads - 1) * interval)
+end
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return 0 end
+  local rank = math.ceil(p / 100 * #sorted)
+  if rank < 1 then rank = 1 end
+  return sorted[rank]
+end
 
 done = function(summary, latency, requests)
-  local merged, bad = {{}}, 0
+  local merged, bad, due_latencies = {{}}, 0, {{}}
   for _, thread in ipairs(threads) do
     for status, count in pairs(thread:get("statuses")) do merged[status] = (merged[status] or 0) + count end
     bad = bad + thread:get("bad_bodies")
+    for _, value in ipairs(thread:get("latencies")) do table.insert(due_latencies, value) end
   end
   local parts = {{}}
   for status, count in pairs(merged) do table.insert(parts, string.format('"%d": %d', status, count)) end
   local e = summary.errors
+  local service = string.format(
+    '{{"mean": %.1f, "p50": %d, "p90": %d, "p95": %d, "p99": %d, "p999": %d, "max": %d}}',
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(95),
+    latency:percentile(99), latency:percentile(99.9), latency.max)
+  local measured = service
+  if interval > 0 then
+    table.sort(due_latencies)
+    local sum = 0
+    for _, value in ipairs(due_latencies) do sum = sum + value end
+    measured = string.format(
+      '{{"mean": %.1f, "p50": %d, "p90": %d, "p95": %d, "p99": %d, "p999": %d, "max": %d}}',
+      #due_latencies > 0 and sum / #due_latencies or 0, percentile(due_latencies, 50),
+      percentile(due_latencies, 90), percentile(due_latencies, 95), percentile(due_latencies, 99),
+      percentile(due_latencies, 99.9), percentile(due_latencies, 100))
+  end
   local out = assert(io.open({_lua_string(str(result_file))}, "w"))
   out:write(string.format(
     '{{"requests": %d, "duration_us": %d, "bytes": %d, "bad_bodies": %d, "statuses": {{%s}}, ' ..
     '"errors": {{"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}}, ' ..
-    '"latency_us": {{"mean": %.1f, "p50": %d, "p90": %d, "p95": %d, "p99": %d, "p999": %d, "max": %d}}}}',
+    '"latency_from": "%s", "latency_us": %s, "service_latency_us": %s}}',
     summary.requests, summary.duration, summary.bytes, bad, table.concat(parts, ", "),
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(95),
-    latency:percentile(99), latency:percentile(99.9), latency.max))
+    interval > 0 and "intended send time" or "send", measured, service))
   out:close()
 end
 """
@@ -198,12 +249,18 @@ def wrk_version() -> str:
 
 
 def wrk_command(
-    wrk: str, url: str, script: Path, connections: int, seconds: float, cpus: Sequence[int] | None = None
+    wrk: str,
+    url: str,
+    script: Path,
+    connections: int,
+    seconds: float,
+    cpus: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> list[str]:
     timeout = REQUEST_TIMEOUT_SECONDS
     command = [
         wrk,
-        "-t1",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         f"--timeout={timeout}s",
@@ -240,8 +297,10 @@ def run_wrk(
     script, result_file = workdir / f"wrk-{token}.lua", workdir / f"wrk-{token}.json"
     path = "/" + url.split("://", 1)[-1].split("/", 1)[-1]
     template = activity_template(transport, service_url, channel_id, text)
-    script.write_text(lua_script(template, path, result_file, max(conversations, connections * 2), rate))
-    command = wrk_command(executable, url, script, connections, seconds, cpus)
+    # Paced: one thread per connection, so that each thread's script knows which request an answer belongs to.
+    threads = connections if rate else 1
+    script.write_text(lua_script(template, path, result_file, max(conversations, connections * 2), rate, threads))
+    command = wrk_command(executable, url, script, connections, seconds, cpus, threads)
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=seconds + 60, check=False, env={**os.environ, "LANG": "C"}
     )

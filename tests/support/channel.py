@@ -6,6 +6,8 @@ import json
 import re
 import threading
 import uuid
+from collections import deque
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -33,6 +35,18 @@ class ChannelRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class Answer:
+    """A scripted answer to one request: a status with headers, or (`reset`) the connection closed unanswered."""
+
+    status: int = 200
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    reset: bool = False
+
+
+RESET = Answer(status=0, reset=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class _Held:
     request: ChannelRequest
     # Resolves True to answer normally (recover) or False to abort (stop).
@@ -49,6 +63,7 @@ class ChannelStandIn(BackgroundServer):
         self._other: list[tuple[str, str]] = []
         self._faults: dict[str, int | None] = {}  # conversation -> status to fail with, None = hang
         self._held: list[_Held] = []
+        self._scripts: dict[str, deque[Answer]] = {}
 
     @property
     def service_url(self) -> str:
@@ -113,6 +128,11 @@ class ChannelStandIn(BackgroundServer):
         with self._lock:
             self._faults[conversation_id] = None
 
+    def script(self, conversation_id: str, *answers: Answer) -> None:
+        """Answer the conversation's next requests with `answers`, one each, in order; then as before."""
+        with self._lock:
+            self._scripts.setdefault(conversation_id, deque()).extend(answers)
+
     def fail(self, conversation_id: str, status: int) -> None:
         with self._lock:
             self._faults[conversation_id] = status
@@ -152,6 +172,11 @@ class ChannelStandIn(BackgroundServer):
             status=0,
         )
         with self._lock:
+            script = self._scripts.get(draft.conversation_id)
+            scripted = script.popleft() if script else None
+        if scripted is not None:
+            return self._scripted(request, draft, scripted)
+        with self._lock:
             fault = self._faults.get(draft.conversation_id, 200)
             held = _Held(draft, asyncio.get_running_loop().create_future()) if fault is None else None
             if held is not None:
@@ -165,6 +190,17 @@ class ChannelStandIn(BackgroundServer):
             if not proceed:
                 raise web.HTTPServiceUnavailable()
         return self._answer(draft, 200 if fault is None else fault)
+
+    def _scripted(self, request: web.BaseRequest, draft: ChannelRequest, answer: Answer) -> web.Response:
+        if not answer.reset:
+            response = self._answer(draft, answer.status)
+            response.headers.update(answer.headers)
+            return response
+        with self._lock:
+            self._requests.setdefault(draft.conversation_id, []).append(draft)  # status 0: never answered
+        if request.transport is not None:
+            request.transport.abort()
+        raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
 
     def _answer(self, draft: ChannelRequest, status: int) -> web.Response:
         if status == 200 and draft.method == "POST" and draft.activity is None:
