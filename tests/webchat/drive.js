@@ -22,7 +22,12 @@ const CHROMIUM_FLAGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'
+  // Belt and braces for what the page's request routing cannot see (the browser's own connections): no host name
+  // resolves but 127.0.0.1, and whatever is not loopback goes to a proxy on a closed local port. Traced with
+  // strace, a whole run connects TCP to 127.0.0.1 only; the one other address is the UDP socket of Chromium's IPv6
+  // reachability probe, which is connected but never sends.
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+  '--proxy-server=http://127.0.0.1:9'
 ];
 
 function options(argv) {
