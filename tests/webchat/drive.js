@@ -81,7 +81,7 @@ async function run(opts, result) {
     headless: true,
     args: CHROMIUM_FLAGS,
     viewport: { width: 480, height: 900 },
-    timeout: opts.stepTimeoutMs
+    timeout: 3 * opts.stepTimeoutMs // starting a browser on a busy machine takes longest
   });
   try {
     await context.route('**/*', route => {
@@ -92,7 +92,7 @@ async function run(opts, result) {
     });
     const page = context.pages()[0] || (await context.newPage());
     page.on('pageerror', error => result.pageErrors.push(String(error)));
-    await page.goto(`${origin}/`, { timeout: opts.stepTimeoutMs });
+    await page.goto(`${origin}/`, { timeout: 3 * opts.stepTimeoutMs });
     for (const step of steps) {
       const timeout = opts.stepTimeoutMs;
       if (step.see !== undefined) {
