@@ -20,6 +20,7 @@ from bot.bot import ChatBot
 from bot.dialogs import FeedbackDialog
 from bot.faults import FaultInjection
 from bot.knowledge import KnowledgeBase
+from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
 from bot.settings import Settings
 from telemetry import catalog
 from telemetry.aiohttp_server import REJECTION
@@ -46,6 +47,7 @@ def error_response(status: int, reason: str, message: str, headers: dict[str, st
     """A JSON error body naming the problem; the response is marked so telemetry counts the rejection."""
     response = web.json_response({"error": {"code": reason, "message": message}}, status=status, headers=headers)
     response[REJECTION] = reason
+    response[REFUSAL_MESSAGE] = message
     return response
 
 
@@ -111,8 +113,13 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
 
 
 def require_routing_fields(activity: Activity) -> None:
-    """Every channel sends these; without them botbuilder fails mid-turn, and without a serviceUrl it would send
-    the replies to a public Bot Framework host."""
+    """Refuses only the activities that cannot be answered safely (docs/reliability.md, "Lenient activities").
+
+    Without a serviceUrl botbuilder would send the replies to a public Bot Framework host. The conversation and
+    user state are keyed by channelId, conversation.id and from.id: botbuilder refuses mid-turn to build a key
+    without them, and a made-up key would share one conversation's or user's state with every other such client.
+    `recipient` (the bot itself), `locale` and `timestamp` are optional, as in stock botbuilder.
+    """
     missing = [
         name
         for name, value in (
@@ -120,7 +127,6 @@ def require_routing_fields(activity: Activity) -> None:
             ("serviceUrl", activity.service_url),
             ("conversation.id", activity.conversation and activity.conversation.id),
             ("from.id", activity.from_property and activity.from_property.id),
-            ("recipient.id", activity.recipient and activity.recipient.id),
         )
         if not value
     ]
@@ -147,7 +153,10 @@ def create_app(
     bot = ChatBot(conversation_state, user_state, dialog, KnowledgeBase.load(), telemetry_client)
     faults = FaultInjection(settings.faults, telemetry_client)
 
-    app = web.Application(middlewares=list(hooks.http_middlewares), client_max_size=settings.max_body_bytes)  # type: ignore[arg-type]
+    # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.
+    middlewares = [*hooks.http_middlewares, log_refusals]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)  # type: ignore[arg-type]
+    app[REFUSAL_LOG] = RefusalLog()
 
     async def channel_session(app: web.Application) -> AsyncIterator[None]:
         # One pooled session for every reply to every channel; created on the running loop.

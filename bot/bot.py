@@ -12,7 +12,7 @@ from botbuilder.core import (
     UserState,
 )
 from botbuilder.dialogs import Dialog
-from botbuilder.schema import ChannelAccount
+from botbuilder.schema import ActionTypes, Activity, CardAction, ChannelAccount
 
 from bot.dialogs import create_dialog_context
 from bot.knowledge import KnowledgeBase
@@ -51,6 +51,16 @@ HELP_TEXT = (
     "- `cancel`: stop what we are doing\n"
     "- `help`: show this list"
 )
+# Offered with the welcome: one tap asks a question or starts the survey (Web Chat shows them as buttons).
+WELCOME_ACTIONS = (
+    ("What are you?", "what are you?"),
+    ("What can you do?", "what can you do?"),
+    ("Rate me", "feedback"),
+)
+# Web Chat pages send this event when the chat opens (the "welcome event" sample of Microsoft's Web Chat): Direct
+# Line may announce the user in a conversationUpdate only once they speak, and Direct Line emulators such as
+# offline-directline announce nobody (membersAdded is empty), so without it Web Chat shows no welcome.
+WEB_CHAT_JOIN_EVENT = "webchat/join"
 CANCELLED_TEXT = "Cancelled. What else can I do for you?"
 NOTHING_TO_CANCEL_TEXT = "There is nothing to cancel."
 FALLBACK_TEXT = "Sorry, I didn't understand that. Type `help` to see what I can do."
@@ -58,6 +68,11 @@ FALLBACK_TEXT = "Sorry, I didn't understand that. Type `help` to see what I can 
 
 class SimulatedFailure(RuntimeError):
     """Raised on purpose by the `/fail` drill to exercise the error path."""
+
+
+def welcome_activity() -> Activity:
+    actions = [CardAction(type=ActionTypes.im_back, title=title, value=value) for title, value in WELCOME_ACTIONS]
+    return MessageFactory.suggested_actions(actions, WELCOME_TEXT)
 
 
 def _command(text: str | None) -> str:
@@ -93,8 +108,15 @@ class ChatBot(ActivityHandler):
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         for member in members_added:
             if member.id != bot_id:
-                await turn_context.send_activity(MessageFactory.text(WELCOME_TEXT))
-                turn_context.turn_state[TURN_STATE_INTENT] = INTENT_WELCOME
+                await self._welcome(turn_context)
+
+    async def on_event_activity(self, turn_context: TurnContext) -> None:
+        if turn_context.activity.name == WEB_CHAT_JOIN_EVENT:
+            await self._welcome(turn_context)
+
+    async def _welcome(self, turn_context: TurnContext) -> None:
+        await turn_context.send_activity(welcome_activity())
+        turn_context.turn_state[TURN_STATE_INTENT] = INTENT_WELCOME
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         command = _command(turn_context.activity.text)

@@ -148,6 +148,22 @@ async def test_welcomes_the_user_but_not_the_bot() -> None:
     assert "feedback" in WELCOME_TEXT
 
     assert await conversation.send(members_added("bot-1")) == []
+
+
+@pytest.mark.asyncio
+async def test_web_chat_join_event_is_welcomed_with_suggested_actions_that_work() -> None:
+    conversation = Conversation()
+    await conversation.adapter.receive_activity(Activity(type=ActivityTypes.event, name="webchat/join"))
+    (welcome,) = conversation.adapter.activity_buffer
+    conversation.adapter.activity_buffer.clear()
+    assert welcome.text == WELCOME_TEXT
+    assert conversation.intent == INTENT_WELCOME
+    values = [action.value for action in welcome.suggested_actions.actions]
+    assert [action.type for action in welcome.suggested_actions.actions] == ["imBack"] * len(values)
+    for value in values:  # each one, sent back as the user's message, gets an answer other than the fallback
+        assert FALLBACK_TEXT not in await conversation.send(value)
+        await conversation.send("cancel")
+    assert await conversation.send(Activity(type=ActivityTypes.event, name="something/else")) == []
     assert conversation.intent == INTENT_NONE
 
 

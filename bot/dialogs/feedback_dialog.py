@@ -7,6 +7,7 @@ import re
 from botbuilder.core import BotTelemetryClient, MessageFactory, NullTelemetryClient, UserState
 from botbuilder.dialogs import ComponentDialog, Dialog, DialogTurnResult, WaterfallDialog, WaterfallStepContext
 from botbuilder.dialogs.prompts import PromptOptions, PromptValidatorContext, TextPrompt
+from botbuilder.schema import ActionTypes, Activity, CardAction
 
 from bot.state import FEEDBACK_PROFILE_PROPERTY, FeedbackProfile
 
@@ -21,6 +22,15 @@ COMMENT_PROMPT = "Thanks! Any comment you'd like to add? Type `skip` or `no` to 
 NO_COMMENT_ANSWERS = frozenset({"skip", "no", "none", "no thanks", "nope", "n"})
 
 _RATING = re.compile(r"\s*([1-5])\s*[.!]?\s*")
+
+
+def _with_choices(text: str, choices: list[str]) -> Activity:
+    """The prompt with its answers as suggested actions: one tap in Web Chat or Teams, typing still works."""
+    actions = [CardAction(type=ActionTypes.im_back, title=choice, value=choice) for choice in choices]
+    return MessageFactory.suggested_actions(actions, text)
+
+
+RATINGS = ["1", "2", "3", "4", "5"]
 
 
 def parse_rating(text: str | None) -> int | None:
@@ -70,13 +80,13 @@ class FeedbackDialog(ComponentDialog):
 
     async def ask_rating_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         options = PromptOptions(
-            prompt=MessageFactory.text(RATING_PROMPT), retry_prompt=MessageFactory.text(RATING_RETRY_PROMPT)
+            prompt=_with_choices(RATING_PROMPT, RATINGS), retry_prompt=_with_choices(RATING_RETRY_PROMPT, RATINGS)
         )
         return await step.prompt(RATING_PROMPT_ID, options)
 
     async def ask_comment_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         step.values["rating"] = parse_rating(step.result)
-        return await step.prompt(COMMENT_PROMPT_ID, PromptOptions(prompt=MessageFactory.text(COMMENT_PROMPT)))
+        return await step.prompt(COMMENT_PROMPT_ID, PromptOptions(prompt=_with_choices(COMMENT_PROMPT, ["skip"])))
 
     async def finish_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         rating: int = step.values["rating"]

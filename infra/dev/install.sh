@@ -33,12 +33,22 @@ if $want_tests; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
   command -v wrk >/dev/null || missing+=(wrk)  # the load generator of the performance benchmark
+  # The Web Chat test: Debian's Chromium (never a browser download), Node.js and npm for tests/webchat.
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v npm >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     as_root=""
     [ "$(id -u)" -eq 0 ] || as_root="sudo"
     $as_root apt-get update -q
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  # Web Chat, the Direct Line emulator and the browser driver, as locked in tests/webchat/package-lock.json
+  # (install scripts off: nothing is downloaded besides the packages). Skipped when that lock is already installed.
+  if ! cmp -s tests/webchat/package-lock.json tests/webchat/node_modules/.installed-lock.json; then
+    echo "==> installing npm packages (tests/webchat, npm ci)"
+    (cd tests/webchat && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp tests/webchat/package-lock.json tests/webchat/node_modules/.installed-lock.json
   fi
 fi
 echo "==> ready: .venv/bin/python -m bot"
