@@ -128,6 +128,7 @@ REJECT_TOO_LARGE = "body_too_large"
 REJECT_UNAUTHORIZED = "unauthorized"
 REJECT_METHOD = "method_not_allowed"
 REJECT_OVERLOADED = "overloaded"
+REJECT_TIMEOUT = "request_timeout"
 REJECTIONS = (
     REJECT_INVALID_JSON,
     REJECT_NOT_AN_ACTIVITY,
@@ -136,6 +137,7 @@ REJECTIONS = (
     REJECT_UNAUTHORIZED,
     REJECT_METHOD,
     REJECT_OVERLOADED,
+    REJECT_TIMEOUT,
 )
 
 # Batch processors as the SDK names them (otel.component.type); each holds a bounded queue in front of one exporter.

@@ -243,3 +243,50 @@ async def test_spans_and_logs_dropped_by_a_full_export_queue_are_counted(
         # record can also be counted when the export thread took a batch out in between: an over-count, never a loss.)
         assert all(0 < d < n for d, n in zip(dropped, produced, strict=True)), (arrived, dropped, produced)
         assert await bot.total("bot_turns_total") == turns + 2  # turn metrics stay exact whatever telemetry drops
+
+
+SLOW_CLIENTS = 300
+
+
+async def _slow_client(port: int, mode: str) -> bytes:
+    """A client that opens a connection and then stalls: headers never finished, or a body never finished. Returns
+    what the bot answered before it closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if mode == "headers":
+            writer.write(b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl")
+        else:
+            writer.write(
+                b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 4000\r\n\r\n{"type": "mess'
+            )
+        await writer.drain()
+        return await reader.read()  # until the bot closes the connection
+    finally:
+        writer.close()
+
+
+async def test_hundreds_of_slow_clients_neither_lock_out_a_conversation_nor_stay_connected(
+    azure_sdk_offline: None,
+) -> None:
+    """Half the clients never finish their headers, half never finish their body, and there are more of them than
+    turn slots. A normal conversation goes on meanwhile; then every slow client is cut off by the bot."""
+    env = {"BOT_MAX_CONCURRENT_TURNS": "16", "BOT_IDLE_TIMEOUT_SECONDS": "3", "BOT_BODY_TIMEOUT_SECONDS": "2"}
+    async with running_bot(env) as bot:
+        port = int(bot.base_url.rsplit(":", 1)[1])
+        slow = [
+            asyncio.ensure_future(_slow_client(port, "headers" if index % 2 else "body"))
+            for index in range(SLOW_CLIENTS)
+        ]
+        async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9", channel_id="directline") as emulator:
+            for text in ("help", "what can you do?", "feedback", "4", "skip"):
+                response = await emulator.expect_replies(text)
+                assert response.status == 200, response.body
+                assert response.body["activities"]
+        answers = await asyncio.wait_for(asyncio.gather(*slow), timeout=60)
+        cut_off_in_body = [answer for index, answer in enumerate(answers) if index % 2 == 0]
+        assert all(answer.startswith(b"HTTP/1.1 408") for answer in cut_off_in_body), cut_off_in_body[:1]
+        assert await bot.total("bot_requests_rejected_total", bot_request_rejection="request_timeout") == len(
+            cut_off_in_body
+        )
+        assert await bot.total("bot_requests_rejected_total", bot_request_rejection="overloaded") == 0
