@@ -8,12 +8,13 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import hdrs, web
 from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClient, Storage, UserState
-from botbuilder.schema import Activity
+from botbuilder.schema import Activity, ActivityTypes
 
 from bot import compat
 from bot.adapter import ChatAdapter
@@ -116,6 +117,11 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
     finally:
         runtime.turns_in_flight -= 1
     if invoke_response:
+        if activity.type == ActivityTypes.invoke and invoke_response.status == HTTPStatus.NOT_IMPLEMENTED:
+            # botbuilder's (and every Bot Framework SDK's) answer to an invoke the bot does not handle: kept, and
+            # counted as a refused request, not a server error.
+            message = f"the bot does not handle invoke activities named {(activity.name or '')[:100]!r}"
+            return error_response(501, catalog.REJECT_UNSUPPORTED_INVOKE, message)
         return web.json_response(compat.invoke_response_body(invoke_response), status=invoke_response.status)
     return web.Response(status=201)
 

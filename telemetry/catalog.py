@@ -129,6 +129,7 @@ REJECT_UNAUTHORIZED = "unauthorized"
 REJECT_METHOD = "method_not_allowed"
 REJECT_OVERLOADED = "overloaded"
 REJECT_TIMEOUT = "request_timeout"
+REJECT_UNSUPPORTED_INVOKE = "unsupported_invoke"  # answered 501, as Bot Framework SDKs answer invokes they lack
 REJECTIONS = (
     REJECT_INVALID_JSON,
     REJECT_NOT_AN_ACTIVITY,
@@ -138,6 +139,7 @@ REJECTIONS = (
     REJECT_METHOD,
     REJECT_OVERLOADED,
     REJECT_TIMEOUT,
+    REJECT_UNSUPPORTED_INVOKE,
 )
 
 # Batch processors as the SDK names them (otel.component.type); each holds a bounded queue in front of one exporter.

@@ -35,7 +35,8 @@ class Hasher:
             return ""
         cached = self._cache.get(value)
         if cached is None:
-            cached = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:32]
+            # surrogatepass: a client may send lone surrogates ("\ud800") in any id
+            cached = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
             if len(self._cache) >= 10_000:  # bounded: a flood of distinct ids must not grow memory
                 self._cache.clear()
             self._cache[value] = cached
