@@ -151,7 +151,7 @@ DROPPED_QUEUE_FULL = "queue_full"
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(CHANNEL, "Bot Framework channel id (emulator, msteams, webchat, directline, ...); unknown ids: other"),
     Attribute(ACTIVITY_TYPE, "Activity type (message, conversationUpdate, invoke, ...); unknown types: other"),
-    Attribute(LOCALE, "Locale of the incoming activity, as sent by the channel"),
+    Attribute(LOCALE, "Locale of the incoming activity when it is a language tag (en-US), else invalid"),
     Attribute(INTENT, "How the bot routed the turn", INTENTS),
     Attribute(OUTCOME, "Whether the turn finished without an unhandled exception", (OUTCOME_SUCCESS, OUTCOME_ERROR)),
     Attribute(REPLIES, "Number of activities the bot sent during the turn"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from telemetry import privacy
 from telemetry.privacy import RedactingLogProcessor, RedactingSpanProcessor, redact, redact_attributes, redact_uncached
-from tests.support.botserver import RunningBot
+from tests.support.botserver import RunningBot, running_bot
+from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.pii import HARD_SAMPLES, ORDINARY_TEXT, corpus, leaks, measure_recall, sentences
@@ -238,3 +241,58 @@ async def test_a_request_of_adversarial_fields_does_not_stall_the_bot(
     gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
     with capsys.disabled():
         print(f"\nlongest pause of the loop during the adversarial turn: {max(gaps) * 1000:.0f} ms")
+
+
+def test_console_tracebacks_are_redacted_and_cannot_forge_a_line(capfd: pytest.CaptureFixture[str]) -> None:
+    from telemetry.logs import CONSOLE_FORMAT, ConsoleFormatter, ConsoleHandler, TraceContextFilter
+
+    handler = ConsoleHandler()
+    handler.setFormatter(ConsoleFormatter(CONSOLE_FORMAT))
+    handler.addFilter(TraceContextFilter())
+    logger = logging.getLogger("tests.console")
+    logger.addHandler(handler)
+    logger.propagate = False
+    forged = "2026-01-01 00:00:00,000 ERROR   bot.adapter [trace=- span=-] FORGED"
+    try:
+        try:
+            raise ValueError(f"no conversation for jane.doe@contoso.example, +44 20 7946 0958\n{forged}\x1b[2J")
+        except ValueError:
+            logger.exception("reply failed")
+    finally:
+        logger.removeHandler(handler)
+    err = capfd.readouterr().err
+    assert "reply failed" in err
+    assert "ValueError" in err
+    assert "jane.doe" not in err
+    assert "7946" not in err
+    assert "\x1b" not in err
+    assert not any(line.startswith("2026-01-01") for line in err.splitlines())
+
+
+PERSONAL = ("jane.doe@contoso.example", "+44 20 7946 0958", "4111 1111 1111 1111")
+
+
+async def test_with_text_export_off_no_personal_data_reaches_any_sink_through_ids_urls_or_errors(
+    ingestion: IngestionStandIn, channel: ChannelStandIn, azure_sdk_offline: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Personal data where clients put it besides the text: ids containing "/", a serviceUrl path, the locale,
+    percent-encoded; the replies fail (the serviceUrl path is unknown to the channel) so errors are recorded too."""
+    conversation = f"{PERSONAL[0]}/{PERSONAL[1]}"
+    service_url = channel.service_url + "/" + quote(PERSONAL[1], safe="")
+    async with running_bot({"BOT_REPLY_TIMEOUT_SECONDS": "2"}, connection_string=ingestion.connection_string) as bot:
+        async with EmulatorClient(
+            bot.messages_url, service_url, channel_id="directline", conversation_id=conversation, user_id=PERSONAL[1]
+        ) as emulator:
+            for activity_id in (PERSONAL[2], quote(PERSONAL[1]), f"{PERSONAL[0]}/x"):
+                activity = emulator.activity("message", f"my card is {PERSONAL[2]}", id=activity_id, locale=PERSONAL[0])
+                assert (await emulator.post(activity)).status == 201
+        bot.flush()
+        await ingestion.wait_for_async(lambda envs: len([e for e in envs if _is_request(e)]) >= 3, timeout=30)
+        exported = json.dumps(ingestion.envelopes) + await bot.scrape() + capfd.readouterr().err
+    assert "RemoteDependency" in exported  # the failed replies were recorded
+    assert "Exception" in exported
+    forms = {
+        form for value in PERSONAL for form in (value, quote(value), quote(value, safe=""), value.replace(" ", ""))
+    }
+    leaked = sorted(form for form in forms if form in exported)
+    assert leaked == []
