@@ -269,6 +269,12 @@ class TurnTelemetryMiddleware(Middleware):
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
 
 
+def reply_error_type(status: int) -> str:
+    """`error.type` of a failed reply: the status code when it is one the Bot Connector documents or HTTP commonly
+    uses, else `_OTHER` (OpenTelemetry's value for the unknown): a channel must not create a series per status."""
+    return str(status) if status in catalog.KNOWN_REPLY_STATUSES else catalog.ERROR_TYPE_OTHER
+
+
 def masked_exception(
     error: BaseException, ids: Iterable[str | None], mask: Callable[[str], str] | Mapping[str, str]
 ) -> dict[str, str]:
@@ -336,13 +342,13 @@ def channel_reply_telemetry(
 
     async def on_end(_: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         status = params.response.status
-        record(context, str(status) if status >= 400 else None)
+        record(context, reply_error_type(status) if status >= 400 else None)
         span: trace.Span | None = context.reply_span
         if span is not None:
             span.set_attribute(catalog.HTTP_STATUS, status)
             code = http_status_to_status_code(status, server_span=False)
             if code is trace.StatusCode.ERROR:
-                span.set_attribute(catalog.ERROR_TYPE, str(status))
+                span.set_attribute(catalog.ERROR_TYPE, reply_error_type(status))
             span.set_status(trace.Status(code))
             span.end()
 

@@ -120,6 +120,10 @@ INTENTS = (
     INTENT_NONE,
 )
 
+# error.type of a failed channel reply: these statuses as they are, any other status as _OTHER (bounded series).
+KNOWN_REPLY_STATUSES = frozenset({400, 401, 403, 404, 405, 408, 409, 412, 413, 415, 429, 500, 501, 502, 503, 504})
+ERROR_TYPE_OTHER = "_OTHER"
+
 # Request rejections (bad input); each is answered with a 4xx and counted.
 REJECT_INVALID_JSON = "invalid_json"
 REJECT_NOT_AN_ACTIVITY = "not_an_activity"

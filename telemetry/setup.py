@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,12 +189,19 @@ def processor_metrics() -> Iterator[None]:
             os.environ[variable] = previous
 
 
+def _folder_name(config: TelemetryConfig) -> str:
+    """The service name as one folder name: path separators, "..", and characters folders should not have replaced
+    (a service name "../x" stored telemetry outside the temporary folder)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", config.service_name).strip(".")
+    return name or "service"
+
+
 def storage_directories(config: TelemetryConfig) -> dict[str, str]:
     """One folder per signal: exporters sharing a folder trip over each other's files (lost or doubled batches).
 
     Without BOT_TELEMETRY_STORAGE_DIRECTORY: a folder per user and service under the system's temporary folder."""
     base = config.storage_directory or os.path.join(
-        tempfile.gettempdir(), f"otel-chatbot-{os.getuid() if hasattr(os, 'getuid') else 0}", config.service_name
+        tempfile.gettempdir(), f"otel-chatbot-{os.getuid() if hasattr(os, 'getuid') else 0}", _folder_name(config)
     )
     return {signal: os.path.join(base, signal) for signal in ("traces", "logs", "metrics")}
 

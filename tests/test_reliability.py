@@ -290,3 +290,44 @@ async def test_hundreds_of_slow_clients_neither_lock_out_a_conversation_nor_stay
             cut_off_in_body
         )
         assert await bot.total("bot_requests_rejected_total", bot_request_rejection="overloaded") == 0
+
+
+async def _hostile_round(bot: RunningBot, channel: ChannelStandIn, round_number: int, statuses: list[int]) -> None:
+    """`count` requests, each with values no one sent before in every field a client controls: channel id, activity
+    type, locale, invoke name, ids, URL path, method, and a channel answering a status of its own choice."""
+    async with aiohttp.ClientSession() as session:
+        for index, status in enumerate(statuses):
+            unique = f"{round_number}-{index}-{uuid.uuid4().hex[:6]}"
+            conversation = f"conv-{unique}"
+            channel.fail(conversation, status)
+            emulator = EmulatorClient(
+                bot.messages_url,
+                channel.service_url,
+                channel_id=f"chan-{unique}",
+                conversation_id=conversation,
+                session=session,
+            )
+            for kind, name in (("message", None), (f"type-{unique}", None), ("invoke", f"invoke/{unique}")):
+                activity = emulator.activity(kind, "help", locale=f"x-{unique}", id=f"id-{unique}", name=name)
+                async with session.post(bot.messages_url, json=activity) as response:
+                    assert response.status < 500 or response.status == 501
+            async with session.request("PATCH", f"{bot.base_url}/nowhere/{unique}") as response:
+                assert response.status in (404, 405)
+            async with session.request(f"M{index}X", bot.messages_url) as response:
+                assert response.status in (400, 405)
+
+
+async def test_no_metric_label_takes_unbounded_values_from_input(
+    channel: ChannelStandIn, azure_sdk_offline: None
+) -> None:
+    """Twice as many never-seen values in every field a client controls add no series the first round did not
+    have: every label is bounded."""
+    async with running_bot({"BOT_REPLY_TIMEOUT_SECONDS": "2"}) as bot:
+        known = sorted(catalog.KNOWN_REPLY_STATUSES)
+        await _hostile_round(bot, channel, 0, [*known, 418])  # every known status, one unknown
+        bot.flush()
+        first = {line.split(" ")[0] for line in (await bot.scrape()).splitlines() if not line.startswith("#")}
+        await _hostile_round(bot, channel, 1, [status for status in range(430, 600) if status not in known][:60])
+        bot.flush()
+        second = {line.split(" ")[0] for line in (await bot.scrape()).splitlines() if not line.startswith("#")}
+    assert sorted(second - first) == []
