@@ -13,13 +13,14 @@ import ipaddress
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 
 class Hasher:
@@ -59,7 +60,10 @@ def _luhn_ok(digits: str) -> bool:
 # made of starts (a lookbehind), its repetitions are of disjoint character classes or bounded, and no repetition is
 # nested in another over the same characters. tests/test_privacy.py measures that on adversarial inputs.
 # UUIDs and timestamps are identifiers of machines and events, not people; matched first and kept.
-_ISO_DATE = r"(?<!\d)\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?(?!\d)"
+_ISO_DATE = (  # years 1900-2099 with a real month and day: "0299-70-20" is a phone number
+    r"(?<!\d)(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?(?!\d)"
+)
 _UUID = r"(?<![\w-])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![\w-])"
 # Secrets: JSON web tokens, keys and passwords in connection strings or "name=value" form, well-known API key shapes,
 # and long base64 runs (storage account keys, SAS signatures).
@@ -351,6 +355,22 @@ class RedactingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         self._inner.on_end(redact_span(span))
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Wraps an exporter; redacts each span of a batch in the batch processor's thread, off the event loop."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([redact_span(span) for span in spans])
 
     def shutdown(self) -> None:
         self._inner.shutdown()

@@ -44,7 +44,7 @@ from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, Tel
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
 from telemetry.instruments import Instruments
 from telemetry.logs import configure_logging
-from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
+from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanExporter
 from telemetry.prometheus import PrometheusReader
 
 log = logging.getLogger("telemetry")
@@ -333,8 +333,11 @@ def configure(
     logger_provider.add_log_record_processor(RedactingLogProcessor())
     with processor_metrics():
         for exporter in span_exporters:
-            processor: SpanProcessor = BatchSpanProcessor(exporter, meter_provider=meter_provider)
-            tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
+            # Spans are redacted in the batch processor's thread (each value is bounded, but a turn has several).
+            processor: SpanProcessor = BatchSpanProcessor(
+                RedactingSpanExporter(exporter), meter_provider=meter_provider
+            )
+            tracer_provider.add_span_processor(processor)
         for log_exporter in log_exporters:
             log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
             logger_provider.add_log_record_processor(log_processor)
