@@ -274,7 +274,8 @@ class AsyncChannelReplies(BotAdapter):
         if activity.reply_to_id:
             path += "/" + path_segment(activity.reply_to_id)
         try:
-            url = URL(service_url + path, encoded=True)  # as built: yarl would resolve a "." or ".." segment
+            # The serviceUrl is quoted by yarl; the id segments are appended as built (yarl would resolve "..").
+            url = URL(str(URL(service_url)).rstrip("/") + path, encoded=True)
         except ValueError as error:
             raise ChannelError("activity has no usable serviceUrl (not a valid URL)") from error
         headers = {"Content-Type": "application/json; charset=utf-8"}
