@@ -160,6 +160,10 @@ TRUNCATION_MARK = " [TRUNCATED]"
 _CACHE_LIMIT = 1024
 _CACHEABLE_LENGTH = 256
 _redacted: dict[str, str] = {}
+# Long texts (message text with text export on) are redacted once and then met again, already redacted, in the log
+# line, the console and the log record: the last few are remembered, and so is their redacted form as clean.
+_LONG_CACHE_LIMIT = 64
+_redacted_long: dict[str, str] = {}
 
 
 def _substitute(text: str, excluded: frozenset[str] = frozenset()) -> str:
@@ -256,13 +260,18 @@ def redact(text: str) -> str:
     elif not _WORTH_SCANNING.search(text):
         return text
     # A turn redacts the same values several times (its activity id is on the span and on two events).
-    clean = _redacted.get(text)
+    short = len(text) <= _CACHEABLE_LENGTH
+    clean = _redacted.get(text) if short else _redacted_long.get(text)
     if clean is None:
         clean = _substitute(normalise(text))
-        if len(text) <= _CACHEABLE_LENGTH:
+        if short:
             if len(_redacted) >= _CACHE_LIMIT:  # bounded: distinct texts must not grow memory
                 _redacted.clear()
             _redacted[text] = clean
+        else:
+            if len(_redacted_long) >= _LONG_CACHE_LIMIT:
+                _redacted_long.clear()
+            _redacted_long[text] = _redacted_long[clean] = clean
     return clean
 
 

@@ -92,6 +92,9 @@ def test_the_cache_of_redacted_texts_is_bounded() -> None:
         redact(f"order {number:08d}")
     redact("x" * privacy._CACHEABLE_LENGTH + " 1234 5678")
     assert len(privacy._redacted) <= privacy._CACHE_LIMIT
+    for number in range(3 * privacy._LONG_CACHE_LIMIT):
+        assert redact("x" * privacy._CACHEABLE_LENGTH + f" call {number:08d}").endswith(" call [PHONE]")
+    assert len(privacy._redacted_long) <= privacy._LONG_CACHE_LIMIT
 
 
 def test_spans_and_log_records_are_redacted_before_any_exporter_sees_them() -> None:
