@@ -76,6 +76,9 @@ async def serve(
         create_app(settings, instrument(telemetry), storage=storage),
         handle_signals=False,
         shutdown_timeout=settings.shutdown_timeout_seconds,
+        # A connection that has not sent a whole request head within this time (or idles between requests) is
+        # closed: aiohttp arms this timer when the connection opens.
+        keepalive_timeout=settings.idle_timeout_seconds,
     )
     runners = [bot_runner]
     metrics_runner: web.AppRunner | None = None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.errors
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import hdrs, web
 from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClient, Storage, UserState
-from botbuilder.schema import Activity
+from botbuilder.schema import Activity, ActivityTypes
 
 from bot import compat
 from bot.adapter import ChatAdapter
@@ -55,15 +57,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     if request.method != "POST":
         return error_response(405, catalog.REJECT_METHOD, "use POST to send an Activity", {"Allow": "POST"})
-    if runtime.turns_in_flight >= runtime.settings.max_concurrent_turns:
-        # Refuse at once rather than queue without limit: the channel retries after Retry-After.
-        message = f"the bot is handling {runtime.turns_in_flight} requests, its limit; retry in a second"
-        return error_response(503, catalog.REJECT_OVERLOADED, message, {"Retry-After": "1"})
-    runtime.turns_in_flight += 1
-    try:
-        return await _messages(request, runtime)
-    finally:
-        runtime.turns_in_flight -= 1
+    return await _messages(request, runtime)
 
 
 def _media_type(request: web.Request) -> str:
@@ -83,10 +77,17 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
     limit = runtime.settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return error_response(413, catalog.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
+    # A client that sends its body slowly or not at all is cut off; it holds no turn slot while it is read.
+    timeout = runtime.settings.body_timeout_seconds
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, catalog.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
+    except TimeoutError:
+        response = error_response(408, catalog.REJECT_TIMEOUT, f"the body was not received within {timeout:g} s")
+        response.force_close()
+        return response
     if not raw.strip():
         return error_response(400, catalog.REJECT_INVALID_JSON, "the body is empty; expected an Activity as JSON")
     try:
@@ -106,8 +107,23 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
         )
     except PermissionError as error:
         return error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
-    invoke_response = await adapter.process_activity(authenticated, activity, runtime.bot.on_turn)
+    # Slots are for turns: taken only by a fully read, authenticated activity, so slow or unauthenticated clients
+    # cannot lock the others out.
+    if runtime.turns_in_flight >= runtime.settings.max_concurrent_turns:
+        # Refuse at once rather than queue without limit: the channel retries after Retry-After.
+        message = f"the bot is handling {runtime.turns_in_flight} turns, its limit; retry in a second"
+        return error_response(503, catalog.REJECT_OVERLOADED, message, {"Retry-After": "1"})
+    runtime.turns_in_flight += 1
+    try:
+        invoke_response = await adapter.process_activity(authenticated, activity, runtime.bot.on_turn)
+    finally:
+        runtime.turns_in_flight -= 1
     if invoke_response:
+        if activity.type == ActivityTypes.invoke and invoke_response.status == HTTPStatus.NOT_IMPLEMENTED:
+            # botbuilder's (and every Bot Framework SDK's) answer to an invoke the bot does not handle: kept, and
+            # counted as a refused request, not a server error.
+            message = f"the bot does not handle invoke activities named {(activity.name or '')[:100]!r}"
+            return error_response(501, catalog.REJECT_UNSUPPORTED_INVOKE, message)
         return web.json_response(compat.invoke_response_body(invoke_response), status=invoke_response.status)
     return web.Response(status=201)
 

@@ -6,6 +6,7 @@ from botbuilder.core import (
     ActivityHandler,
     BotTelemetryClient,
     ConversationState,
+    InvokeResponse,
     MessageFactory,
     NullTelemetryClient,
     TurnContext,
@@ -14,6 +15,7 @@ from botbuilder.core import (
 from botbuilder.dialogs import Dialog
 from botbuilder.schema import ActionTypes, Activity, CardAction, ChannelAccount
 
+from bot import compat
 from bot.dialogs import create_dialog_context
 from bot.knowledge import KnowledgeBase
 from bot.state import DIALOG_STATE_PROPERTY
@@ -103,6 +105,11 @@ class ChatBot(ActivityHandler):
         # Not reached when the turn raised: the half-finished turn's state must not be persisted.
         await self._conversation_state.save_changes(turn_context)
         await self._user_state.save_changes(turn_context)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
+        # Unsupported invokes keep botbuilder's answer, 501 (as every Bot Framework SDK does); a malformed
+        # adaptiveCard/action gets its 400 error in a form that can be sent (compat workaround 2).
+        return compat.serialisable_invoke_response(await super().on_invoke_activity(turn_context))
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None

@@ -4,7 +4,10 @@
 1. `patch_msrest_retry_policy`: msrest builds `[i for i in range(999) if i not in safe_codes]` against a ~500-item
    list for every client it creates, twice per turn: ~80 % of a turn's CPU. A frozenset gives the same policy.
 2. `invoke_response_body`: `CloudAdapter.process` serialises an already-serialised `ExpectedReplies` dict again and
-   answers every `deliveryMode: "expectReplies"` request with 500.
+   answers every `deliveryMode: "expectReplies"` request with 500. An `adaptiveCard/action` invoke without a valid
+   `Action.Execute` value makes `ActivityHandler` answer an `AdaptiveCardInvokeResponse` whose `value` is a Python
+   `Exception`, which msrest cannot serialise (another 500); it is answered as the Bot Framework error it means:
+   `{"statusCode": 400, "type": "application/vnd.microsoft.error", "value": {"code": ..., "message": ...}}`.
 3. `AsyncChannelReplies`: replies go through msrest's synchronous `requests` sender on the default thread pool with
    a 100 s timeout and a new TCP connection per reply; a handful of hanging serviceUrls stall every conversation.
    Replies are sent with one shared, pooled aiohttp session and a bounded timeout instead. msrest also retried
@@ -65,7 +68,14 @@ from botbuilder.core import CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.core import turn_context as botbuilder_turn_context
 from botbuilder.core.bot_adapter import BotAdapter
 from botbuilder.core.bot_state import CachedBotState
-from botbuilder.schema import Activity, ActivityTypes, DeliveryModes, ExpectedReplies, ResourceResponse
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    DeliveryModes,
+    ExpectedReplies,
+    ResourceResponse,
+)
 from botframework.connector import Channels
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
@@ -83,6 +93,7 @@ from botframework.connector.skills import BotFrameworkClient
 from msrest.exceptions import DeserializationError
 from msrest.serialization import Deserializer, Model, Serializer
 from msrest.universal_http.requests import ClientRetryPolicy
+from yarl import URL
 
 
 def patch_msrest_retry_policy() -> None:
@@ -206,8 +217,29 @@ def invoke_response_body(response: InvokeResponse) -> Any:
     body = response.body
     if body is None or isinstance(body, dict | list | str | int | float | bool):
         return body
+    if isinstance(body, AdaptiveCardInvokeResponse) and isinstance(body.value, Exception):
+        return adaptive_card_error(body)
     serialize = getattr(body, "serialize", None)
     return serialize() if callable(serialize) else body
+
+
+def adaptive_card_error(body: AdaptiveCardInvokeResponse) -> dict[str, Any]:
+    """The Bot Framework error an `AdaptiveCardInvokeResponse` carrying a Python exception stands for."""
+    args = [str(arg) for arg in getattr(body.value, "args", ())]
+    code, message = (args[0], " ".join(args[1:])) if len(args) > 1 else ("BadRequest", " ".join(args))
+    return {
+        "statusCode": int(body.status_code or 400),
+        "type": body.type or "application/vnd.microsoft.error",
+        "value": {"code": code, "message": message or "invalid adaptiveCard/action invoke"},
+    }
+
+
+def serialisable_invoke_response(response: InvokeResponse | None) -> InvokeResponse | None:
+    """`response` with an adaptive card error body made serialisable (workaround 2); otherwise unchanged."""
+    body = response.body if response is not None else None
+    if response is not None and isinstance(body, AdaptiveCardInvokeResponse) and isinstance(body.value, Exception):
+        return InvokeResponse(status=response.status, body=adaptive_card_error(body))
+    return response
 
 
 class ChannelError(RuntimeError):
@@ -308,13 +340,18 @@ class AsyncChannelReplies(BotAdapter):
     async def _post_activity(self, context: TurnContext, activity: Activity) -> ResourceResponse:
         service_url = (activity.service_url or "").rstrip("/")
         if urlsplit(service_url).scheme not in ("http", "https"):
-            raise ChannelError(f"activity has no usable serviceUrl: {service_url!r}")
+            raise ChannelError("activity has no usable serviceUrl (not an http(s) URL)")  # the URL may be personal
         conversation_id = activity.conversation.id if activity.conversation else None
         if not conversation_id:
             raise ChannelError("activity has no conversation id")
-        url = f"{service_url}/v3/conversations/{quote(conversation_id, safe='')}/activities"
+        path = f"/v3/conversations/{path_segment(conversation_id)}/activities"
         if activity.reply_to_id:
-            url += "/" + quote(activity.reply_to_id, safe="")
+            path += "/" + path_segment(activity.reply_to_id)
+        try:
+            # The serviceUrl is quoted by yarl; the id segments are appended as built (yarl would resolve "..").
+            url = URL(str(URL(service_url)).rstrip("/") + path, encoded=True)
+        except ValueError as error:
+            raise ChannelError("activity has no usable serviceUrl (not a valid URL)") from error
         # One id for every attempt: a channel that got an attempt whose answer was lost can tell the retry apart.
         activity.id = uuid.uuid4().hex
         body = SCHEMA_CODEC.serialize(activity)
@@ -346,7 +383,7 @@ class AsyncChannelReplies(BotAdapter):
     async def _attempt(
         self,
         context: TurnContext,
-        url: str,
+        url: URL,
         body: Any,
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's per-request timeout, not a scope
         trace_context: dict[str, Any],
@@ -388,6 +425,13 @@ class AsyncChannelReplies(BotAdapter):
             return None
         # MSAL is synchronous and caches tokens; keep the network call off the event loop.
         return await asyncio.get_running_loop().run_in_executor(None, credentials.get_access_token)
+
+
+def path_segment(value: str) -> str:
+    """An id as one URL path segment: UTF-8 percent-encoded (a lone surrogate the channel sent too, as sent), and
+    never "." or "..", which URL normalisation would resolve (a conversation "..": replies to another URL)."""
+    segment = quote(value.encode("utf-8", "surrogatepass"), safe="")
+    return segment.replace(".", "%2E") if not segment.strip(".") else segment
 
 
 async def authenticate_or_refuse(
@@ -749,6 +793,7 @@ __all__ = [
     "FastTurnResults",
     "ReplyRetryPolicy",
     "SchemaCodec",
+    "adaptive_card_error",
     "app_id_of",
     "authenticate_or_refuse",
     "copy_activity",
@@ -758,6 +803,8 @@ __all__ = [
     "patch_msrest_retry_policy",
     "patch_openid_metadata_fetch",
     "patch_outgoing_activity_copy",
+    "path_segment",
     "retry_after_seconds",
+    "serialisable_invoke_response",
     "shallow_copy",
 ]

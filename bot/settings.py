@@ -28,6 +28,8 @@ class Settings:
     reply_timeout_seconds: float = 15.0
     max_body_bytes: int = 256 * 1024
     max_concurrent_turns: int = 256
+    idle_timeout_seconds: float = 15.0
+    body_timeout_seconds: float = 10.0
     shutdown_timeout_seconds: float = 20.0
     metrics_bearer_token: str = field(default="", repr=False)
     metrics_basic_auth: str = field(default="", repr=False)
@@ -90,6 +92,8 @@ class Settings:
             reply_timeout_seconds=parse_number(env, "BOT_REPLY_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             max_body_bytes=int(parse_number(env, "BOT_MAX_BODY_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024)),
             max_concurrent_turns=int(parse_number(env, "BOT_MAX_CONCURRENT_TURNS", 256, 1, 100_000)),
+            idle_timeout_seconds=parse_number(env, "BOT_IDLE_TIMEOUT_SECONDS", 15.0, 0.5, 3600.0),
+            body_timeout_seconds=parse_number(env, "BOT_BODY_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
             shutdown_timeout_seconds=parse_number(env, "BOT_SHUTDOWN_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
             metrics_bearer_token=env.get("BOT_METRICS_BEARER_TOKEN", "").strip(),
             metrics_basic_auth=_basic_auth(env),

@@ -143,6 +143,7 @@ def server_middleware(
         start = time.perf_counter()
         status: int = 500
         error_type: str | None = None
+        rejection: str | None = None
         outcome = RequestOutcome()
         outcome_token = current_request.set(outcome)
         # The request's attributes are set once the sampler has decided (none of ours reads them): an untraced
@@ -177,11 +178,14 @@ def server_middleware(
                 raise
             finally:
                 current_request.reset(outcome_token)
-                if status >= 500:
+                # An invoke the bot does not implement is answered 501 as Bot Framework SDKs answer it: the client
+                # asked for something the bot lacks, not a failure of the server (docs/reliability.md).
+                failed = status >= 500 and rejection != catalog.REJECT_UNSUPPORTED_INVOKE
+                if failed:
                     error_type = error_type or str(status)
                 if traced:
                     span.set_attribute(catalog.HTTP_STATUS, status)
-                    if status >= 500:
+                    if failed:
                         span.set_status(trace.Status(trace.StatusCode.ERROR))
                         span.set_attribute(catalog.ERROR_TYPE, error_type or str(status))
                 # A turn that raised makes the request failed (its span says so already), though the bot answered.

@@ -8,8 +8,9 @@ sampler keeps, so "Server requests" stays exact under sampling.
 
 The SDK's exporter does the mapping to `requests/duration` but sends the histogram's sum as it is, in seconds, where
 Application Insights reads milliseconds, and decides success by the status code alone. This subclass converts the
-values to milliseconds and reports a request whose turn failed (`error.type` on the measurement; the bot answers 2xx
-after apologising) as failed, as its request item is. Every other metric is sent as the SDK sends it.
+values to milliseconds and decides success as the request item does: a request whose turn failed (`error.type` on the
+measurement; the bot answers 2xx after apologising) is failed, and so is one refused with 4xx; an invoke the bot does
+not implement (501, no `error.type`) is not. Every other metric is sent as the SDK sends it.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ class StandardMetricsExporter(AzureMonitorMetricExporter):
                 metric.min = metric.min * _MILLISECONDS_PER_SECOND
             if metric.max is not None:
                 metric.max = metric.max * _MILLISECONDS_PER_SECOND
-        if (point.attributes or {}).get(catalog.ERROR_TYPE):
-            data.properties["Request.Success"] = "False"
+        # As on the request item: failed when the request or its turn failed (error.type), or was refused with 4xx.
+        attributes = point.attributes or {}
+        status = int(attributes.get(catalog.HTTP_STATUS) or 0)
+        failed = bool(attributes.get(catalog.ERROR_TYPE)) or 400 <= status < 500 or not status
+        data.properties["Request.Success"] = str(not failed)
         return envelope
 
 

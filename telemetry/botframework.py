@@ -6,13 +6,15 @@ It knows botbuilder's types and the turn-state keys of the catalog; it never imp
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware, Severity, TurnContext
@@ -63,6 +65,24 @@ def _bounded(value: object, known: frozenset[str]) -> str:
         return "unknown"
     text = str(getattr(value, "value", value))  # botbuilder's enums by value: `message`, not `ActivityTypes.message`
     return text if text in known else "other"
+
+
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8}){0,6}")
+MAX_ACTIVITY_ID_LENGTH = 128
+
+
+def _locale(activity: Activity) -> str:
+    """The activity's locale when it has the shape of a language tag (BCP 47), else `invalid`: a client can send any
+    text there."""
+    locale = activity.locale
+    if not locale:
+        return ""
+    return locale if isinstance(locale, str) and _LANGUAGE_TAG.fullmatch(locale) else "invalid"
+
+
+def _activity_id(activity: Activity) -> str:
+    """The activity id, at most 128 characters (redacted like all values before export)."""
+    return str(activity.id or "")[:MAX_ACTIVITY_ID_LENGTH]
 
 
 def _channel(activity: Activity) -> str:
@@ -121,20 +141,20 @@ class TurnTelemetryMiddleware(Middleware):
             attributes = {
                 catalog.CHANNEL: channel,
                 catalog.ACTIVITY_TYPE: activity_type,
-                catalog.LOCALE: activity.locale or "",
+                catalog.LOCALE: _locale(activity),
                 catalog.CONVERSATION_HASH: conversation,
                 catalog.USER_HASH: user,
                 catalog.ENDUSER_PSEUDO_ID: user,
                 catalog.SESSION_ID: conversation,
-                catalog.ACTIVITY_ID: activity.id or "",
+                catalog.ACTIVITY_ID: _activity_id(activity),
             }
             received = {
                 "channelId": channel,
-                "activityId": activity.id or "",
+                "activityId": _activity_id(activity),
                 "activityType": activity_type,
                 "conversationId": conversation,
                 "fromId": user,
-                "locale": activity.locale or "",
+                "locale": _locale(activity),
             }
             if self._text and activity.text:
                 attributes[catalog.MESSAGE_TEXT] = received["text"] = redact(activity.text)
@@ -150,7 +170,13 @@ class TurnTelemetryMiddleware(Middleware):
         except Exception as error:
             outcome = catalog.OUTCOME_ERROR
             error_type = qualified_type(error)
-            span.record_exception(error)
+            ids = (
+                activity.conversation.id if activity.conversation else None,
+                activity.from_property.id if activity.from_property else None,
+                activity.id,
+                activity.reply_to_id,
+            )
+            span.record_exception(error, attributes=masked_exception(error, ids, self._hash))
             span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
             span.set_attribute(catalog.ERROR_TYPE, error_type)
             self._instruments.errors.add(1, {catalog.CHANNEL: channel, catalog.ERROR_TYPE: error_type})
@@ -243,16 +269,42 @@ class TurnTelemetryMiddleware(Middleware):
                 conversation = self._hash(context.activity.conversation.id if context.activity.conversation else None)
             properties = {
                 "channelId": channel,
-                "replyActivityId": context.activity.id or "",
+                "replyActivityId": _activity_id(context.activity),
                 "activityType": activity_type,
                 "conversationId": conversation,
                 "recipientId": self._hash(activity.recipient.id if activity.recipient else None),
-                "locale": activity.locale or context.activity.locale or "",
+                "locale": _locale(activity) or _locale(context.activity),
             }
             if self._text and activity.text:
                 properties["text"] = redact(activity.text)
                 log.info("BotResponse: %s", properties["text"], extra=_PER_TURN)
             self._telemetry.emit_event(catalog.EVENT_MESSAGE_SEND.name, properties)
+
+
+def reply_error_type(status: int) -> str:
+    """`error.type` of a failed reply: the status code when it is one the Bot Connector documents or HTTP commonly
+    uses, else `_OTHER` (OpenTelemetry's value for the unknown): a channel must not create a series per status."""
+    return str(status) if status in catalog.KNOWN_REPLY_STATUSES else catalog.ERROR_TYPE_OTHER
+
+
+def masked_exception(
+    error: BaseException, ids: Iterable[str | None], mask: Callable[[str], str] | Mapping[str, str]
+) -> dict[str, str]:
+    """`exception.message` and `exception.stacktrace` of `error` with every id in them (as it is, and
+    percent-encoded as in a URL) replaced by its keyed hash, or with the given replacements."""
+    replacements = dict(mask) if isinstance(mask, Mapping) else {}
+    if callable(mask):
+        for value in ids:
+            if value and len(value) >= 3:  # shorter ids would mask ordinary words
+                hashed = mask(value)
+                replacements[value] = hashed
+                replacements[quote(value.encode("utf-8", "surrogatepass"), safe="")] = hashed
+    message = str(error)
+    stacktrace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    for raw in sorted((key for key in replacements if key), key=len, reverse=True):
+        message = message.replace(raw, replacements[raw])
+        stacktrace = stacktrace.replace(raw, replacements[raw])
+    return {"exception.message": message, "exception.stacktrace": stacktrace}
 
 
 def channel_reply_telemetry(
@@ -312,13 +364,13 @@ def channel_reply_telemetry(
 
     async def on_end(_: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         status = params.response.status
-        record(context, str(status) if status >= 400 else None)
+        record(context, reply_error_type(status) if status >= 400 else None)
         span: trace.Span | None = context.reply_span
         if span is not None:
             span.set_attribute(catalog.HTTP_STATUS, status)
             code = http_status_to_status_code(status, server_span=False)
             if code is trace.StatusCode.ERROR:
-                span.set_attribute(catalog.ERROR_TYPE, str(status))
+                span.set_attribute(catalog.ERROR_TYPE, reply_error_type(status))
             span.set_status(trace.Status(code))
             span.end()
 
@@ -331,7 +383,13 @@ def channel_reply_telemetry(
         if span is not None:
             span.set_attribute(catalog.ERROR_TYPE, error_type)
             span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
-            span.record_exception(params.exception)
+            # aiohttp's messages may quote the URL, with the conversation and activity ids in it
+            filtered = url_filter(params.url)
+            replacements = {str(params.url): filtered}
+            if len(params.url.raw_path) > 1:
+                replacements[params.url.raw_path] = URL(filtered).raw_path
+                replacements[params.url.path] = URL(filtered).raw_path
+            span.record_exception(params.exception, attributes=masked_exception(params.exception, (), replacements))
             span.end()
 
     config.on_request_start.append(on_start)

@@ -126,6 +126,10 @@ INTENTS = (
     INTENT_NONE,
 )
 
+# error.type of a failed channel reply: these statuses as they are, any other status as _OTHER (bounded series).
+KNOWN_REPLY_STATUSES = frozenset({400, 401, 403, 404, 405, 408, 409, 412, 413, 415, 429, 500, 501, 502, 503, 504})
+ERROR_TYPE_OTHER = "_OTHER"
+
 # Request rejections (bad input); each is answered with a 4xx and counted.
 REJECT_INVALID_JSON = "invalid_json"
 REJECT_NOT_AN_ACTIVITY = "not_an_activity"
@@ -134,6 +138,8 @@ REJECT_TOO_LARGE = "body_too_large"
 REJECT_UNAUTHORIZED = "unauthorized"
 REJECT_METHOD = "method_not_allowed"
 REJECT_OVERLOADED = "overloaded"
+REJECT_TIMEOUT = "request_timeout"
+REJECT_UNSUPPORTED_INVOKE = "unsupported_invoke"  # answered 501, as Bot Framework SDKs answer invokes they lack
 REJECTIONS = (
     REJECT_INVALID_JSON,
     REJECT_NOT_AN_ACTIVITY,
@@ -142,6 +148,8 @@ REJECTIONS = (
     REJECT_UNAUTHORIZED,
     REJECT_METHOD,
     REJECT_OVERLOADED,
+    REJECT_TIMEOUT,
+    REJECT_UNSUPPORTED_INVOKE,
 )
 
 # Batch processors as the SDK names them (otel.component.type); each holds a bounded queue in front of one exporter.
@@ -153,7 +161,7 @@ DROPPED_QUEUE_FULL = "queue_full"
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(CHANNEL, "Bot Framework channel id (emulator, msteams, webchat, directline, ...); unknown ids: other"),
     Attribute(ACTIVITY_TYPE, "Activity type (message, conversationUpdate, invoke, ...); unknown types: other"),
-    Attribute(LOCALE, "Locale of the incoming activity, as sent by the channel"),
+    Attribute(LOCALE, "Locale of the incoming activity when it is a language tag (en-US), else invalid"),
     Attribute(INTENT, "How the bot routed the turn", INTENTS),
     Attribute(OUTCOME, "Whether the turn finished without an unhandled exception", (OUTCOME_SUCCESS, OUTCOME_ERROR)),
     Attribute(REPLIES, "Number of activities the bot sent during the turn"),

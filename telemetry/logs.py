@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
@@ -49,7 +50,7 @@ def configure_logging(
     root = logging.getLogger()
     if console and not any(isinstance(h, ConsoleHandler) for h in root.handlers):
         handler = ConsoleHandler()
-        handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+        handler.setFormatter(ConsoleFormatter(CONSOLE_FORMAT))
         handler.addFilter(TraceContextFilter())
         root.addHandler(handler)
         root.setLevel(min(root.level or logging.WARNING, config.log_level))
@@ -61,6 +62,34 @@ def configure_logging(
         logger.addHandler(export)
         attached.append((logger, export))
     return attached
+
+
+def _escape(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\x1b", "\\x1b")
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Tracebacks and stacks redacted like messages. Their lines stay lines, for reading, but each continuation line
+    starts with "  | ": text in an exception message cannot pass for a log line of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        cached = record.exc_text  # another handler may have cached the traceback unredacted
+        record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
+    def formatException(self, ei: Any) -> str:
+        return self._clean(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self._clean(super().formatStack(stack_info))
+
+    @staticmethod
+    def _clean(text: str) -> str:
+        lines = [_escape(redact(line)) for line in text.splitlines()]
+        return "\n".join(f"  | {line}" for line in lines)
 
 
 class ConsoleHandler(logging.StreamHandler):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from telemetry.health import CountingLogExporter, CountingMetricExporter, Counti
 from telemetry.instruments import Instruments
 from telemetry.logs import ConsoleHandler, configure_logging
 from telemetry.offline_retry import OfflineRetry
-from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanProcessor
+from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanExporter
 from telemetry.prometheus import PrometheusReader
 
 log = logging.getLogger("telemetry")
@@ -191,12 +192,19 @@ def processor_metrics() -> Iterator[None]:
             os.environ[variable] = previous
 
 
+def _folder_name(config: TelemetryConfig) -> str:
+    """The service name as one folder name: path separators, "..", and characters folders should not have replaced
+    (a service name "../x" stored telemetry outside the temporary folder)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", config.service_name).strip(".")
+    return name or "service"
+
+
 def storage_directories(config: TelemetryConfig) -> dict[str, str]:
     """One folder per signal: exporters sharing a folder trip over each other's files (lost or doubled batches).
 
     Without BOT_TELEMETRY_STORAGE_DIRECTORY: a folder per user and service under the system's temporary folder."""
     base = config.storage_directory or os.path.join(
-        tempfile.gettempdir(), f"otel-chatbot-{os.getuid() if hasattr(os, 'getuid') else 0}", config.service_name
+        tempfile.gettempdir(), f"otel-chatbot-{os.getuid() if hasattr(os, 'getuid') else 0}", _folder_name(config)
     )
     return {signal: os.path.join(base, signal) for signal in ("traces", "logs", "metrics")}
 
@@ -355,11 +363,14 @@ def configure(
     azure_processors: dict[str, str] = {}
     with processor_metrics():
         for exporter in span_exporters:
-            processor: SpanProcessor = BatchSpanProcessor(exporter, meter_provider=meter_provider)
+            # Spans are redacted in the batch processor's thread (each value is bounded, but a turn has several).
+            processor: SpanProcessor = BatchSpanProcessor(
+                RedactingSpanExporter(exporter), meter_provider=meter_provider
+            )
             component = count_drops_exactly(processor)
             if component and id(exporter) in azure_exporters:
                 azure_processors[azure_exporters[id(exporter)]] = component
-            tracer_provider.add_span_processor(RedactingSpanProcessor(processor))
+            tracer_provider.add_span_processor(processor)
         for log_exporter in log_exporters:
             log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
             component = count_drops_exactly(log_processor)

@@ -16,10 +16,14 @@ from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetr
 from telemetry.setup import Telemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
+# A path segment of a serviceUrl kept as it is: short lowercase words such as Teams' regional "/amer/" or "/teams/".
+_PLAIN_SEGMENT = re.compile(r"[a-z][a-z0-9-]{0,15}")
 
 
 def reply_url(url: URL) -> str:
-    """The URL recorded on reply spans: conversation and activity ids replaced by their route parameters."""
+    """The URL recorded on reply spans: conversation and activity ids replaced by their route parameters (read from
+    the raw path: an id may contain an encoded "/"), and any other path segment of the serviceUrl that is not a
+    plain short word replaced by "{segment}" (a client chooses its serviceUrl; it may carry anything)."""
 
     def template(match: re.Match[str]) -> str:
         path = "/v3/conversations/{conversationId}"
@@ -29,7 +33,17 @@ def reply_url(url: URL) -> str:
             path += "/{activityId}"
         return path
 
-    return str(url.with_query(None).with_path(_CONVERSATION_PATH.sub(template, url.path), encoded=True))
+    raw = url.raw_path
+    start = raw.find("/v3/conversations/")
+    prefix, rest = (raw[:start], raw[start:]) if start >= 0 else (raw, "")
+    prefix = "/".join(
+        segment if not segment or _PLAIN_SEGMENT.fullmatch(segment) else "{segment}" for segment in prefix.split("/")
+    )
+    return str(
+        url.with_query(None)
+        .with_fragment(None)
+        .with_path(prefix + _CONVERSATION_PATH.sub(template, rest), encoded=True)
+    )
 
 
 @dataclass

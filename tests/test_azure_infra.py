@@ -859,3 +859,76 @@ def test_the_deployment_guide_covers_the_walkthrough() -> None:
         "dependencies",
     ):
         assert needle in guide, f"docs/deploy-azure.md does not mention {needle}"
+
+
+# Files a developer's checkout holds besides the repository's own: secrets, caches, virtualenvs, results, state.
+LOCAL_STATE = (
+    ".env",
+    ".env.local",
+    "bot/.env",
+    "telemetry/production.env",
+    ".venv/lib/site.py",
+    ".venv-bicep/bin/bicep",
+    "node_modules/x/index.js",
+    "infra/azure/kql-check/node_modules/y/index.js",
+    "bot/__pycache__/app.cpython-311.pyc",
+    ".hypothesis/examples/1",
+    ".mypy_cache/3.11/x.json",
+    ".ruff_cache/x",
+    ".pytest_cache/v/x",
+    "report/index.html",
+    "loadtest-results/run.csv",
+    "soak-results/run.csv",
+    "data/state.db",
+    "bot/data/conversations.json",
+    "state.db",
+    "bot/state.sqlite3",
+    "bot.log",
+    "key.pem",
+)
+RUNTIME_FILES = ("pyproject.toml", "README.md", "bot/__main__.py", "bot/knowledge/knowledge.json", "telemetry/setup.py")
+
+
+def _package(root: Path, ignore_file: str) -> list[str]:
+    """The files a package built from `root` with the ignore file would hold: gitignore rules for azd's
+    `.webappignore`, Docker's (the last matching pattern decides, an excluded folder's files can be re-included)."""
+    import pathspec
+
+    lines = (ROOT / ignore_file).read_text().splitlines()
+    spec: pathspec.PathSpec = (
+        pathspec.GitIgnoreSpec.from_lines(lines)
+        if ignore_file == ".webappignore"
+        else pathspec.PathSpec.from_lines("gitignore", lines)
+    )
+    files = [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file() or path.is_symlink()]
+    return sorted(file for file in files if not spec.match_file(file))
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """The repository's files plus the local state of a developer's checkout."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in [*tracked.split(), *LOCAL_STATE]:
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("x")
+    return tmp_path
+
+
+@pytest.mark.parametrize("ignore_file", [".webappignore", ".dockerignore"])
+def test_deploy_packages_hold_the_bot_and_no_secrets_or_local_state(
+    checkout: Path, ignore_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = _package(checkout, ignore_file)
+    with capsys.disabled():
+        print(f"\n{ignore_file}: {len(package)} files: {sorted({file.split('/')[0] for file in package})}")
+    assert [file for file in package if file in LOCAL_STATE] == []
+    assert [file for file in package if not file.startswith(("bot/", "telemetry/", "infra/"))] == [
+        "README.md",
+        "pyproject.toml",
+    ]
+    assert set(RUNTIME_FILES) <= set(package)
+    assert "infra/dev/constraints.txt" in package
+    if ignore_file == ".webappignore":  # App Service's build reads its requirements from there
+        assert "infra/azure/appservice/requirements.txt" in package
+    assert not [file for file in package if file.startswith("tests/") or "__pycache__" in file]

@@ -479,3 +479,42 @@ async def test_sending_copies_activities_without_copy_deepcopy(monkeypatch: pyte
     assert sent.text == "I can help."
     assert sent.suggested_actions.actions[0] is not reply.suggested_actions.actions[0]
     assert sent.conversation.id == "c1"
+
+
+async def test_a_malformed_adaptive_card_action_is_answered_as_a_serialisable_bot_framework_error() -> None:
+    """botbuilder puts a Python Exception in the AdaptiveCardInvokeResponse it answers; msrest cannot serialise it."""
+    from botbuilder.core import ActivityHandler, TurnContext
+    from botbuilder.core.adapters import TestAdapter
+
+    activity = Activity(
+        type=ActivityTypes.invoke,
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Submit"}},
+        channel_id="test",
+        conversation=ConversationAccount(id="c"),
+        from_property=ChannelAccount(id="u"),
+        recipient=ChannelAccount(id="b"),
+    )
+    stock = await ActivityHandler().on_invoke_activity(TurnContext(TestAdapter(), activity))
+    with pytest.raises(SerializationError):
+        serializer_helper(stock.body)
+    fixed = compat.serialisable_invoke_response(stock)
+    assert fixed is not None
+    assert fixed.status == 400
+    assert json.loads(json.dumps(compat.invoke_response_body(fixed))) == {
+        "statusCode": 400,
+        "type": "application/vnd.microsoft.error",
+        "value": {"code": "NotSupported", "message": fixed.body["value"]["message"]},
+    }
+    assert fixed.body["value"]["message"]
+
+
+@pytest.mark.parametrize("value", ["..", ".", "a/b", "c\ud800", "x y"])
+def test_reply_url_segments_never_resolve_and_encode_every_id(value: str) -> None:
+    from yarl import URL
+
+    segment = compat.path_segment(value)
+    url = URL(f"http://h/v3/conversations/{segment}/activities", encoded=True)
+    assert url.raw_parts[1:4] == ("v3", "conversations", segment)
+    assert "/" not in segment
+    assert segment not in (".", "..")

@@ -26,17 +26,23 @@ json_values = st.recursive(
 hostile_text = st.text(
     alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, codec="utf-8"), max_size=500
 ) | st.sampled_from(["\x1b[2J", "\r\n", "\u2028", "%s%s%n", "${jndi:ldap://x}", "' OR 1=1 --", "\x00"])
+# Ids a JSON client can send but UTF-8 cannot encode (lone surrogates), and path tricks ("..", "/").
+odd_ids = st.text(alphabet=st.characters(categories=["Cs", "Ll", "Nd"]), max_size=12) | st.sampled_from(
+    ["..", ".", "a/../b", "%2e%2e", "\ud800", "c\udfff"]
+)
+invoke_names = st.sampled_from(["adaptiveCard/action", "composeExtension/query", "signin/verifyState", "x"])
 activity_fields = st.fixed_dictionaries(
     {"type": st.sampled_from(["message", "conversationUpdate", "typing", "invoke", "event", "bogus"]) | json_values},
     optional={
         "text": hostile_text | json_values,
-        "id": st.text(max_size=50) | json_values,
+        "id": st.text(max_size=50) | odd_ids | json_values,
+        "name": invoke_names | json_values,
         "channelId": st.sampled_from(["emulator", "msteams", "directline", ""]) | st.text(max_size=30),
         "serviceUrl": st.just("http://127.0.0.1:9") | st.text(max_size=50),
         "deliveryMode": st.just("expectReplies") | json_values,
-        "from": st.fixed_dictionaries({"id": st.text(max_size=50)}) | json_values,
+        "from": st.fixed_dictionaries({"id": st.text(max_size=50) | odd_ids}) | json_values,
         "recipient": st.fixed_dictionaries({"id": st.text(max_size=20)}) | json_values,
-        "conversation": st.fixed_dictionaries({"id": st.text(max_size=50)}) | json_values,
+        "conversation": st.fixed_dictionaries({"id": st.text(max_size=50) | odd_ids}) | json_values,
         "locale": st.text(max_size=20) | json_values,
         "timestamp": st.text(max_size=30) | json_values,
         "value": json_values,
@@ -123,6 +129,9 @@ def test_no_body_or_header_gets_a_server_error(
     if authorization is not None:
         headers["Authorization"] = authorization
     status, payload = _post(fuzzed_bot, body, headers)
+    if status == 501:  # the Bot Framework answer to an invoke the bot does not handle, named as such
+        assert json.loads(payload)["error"]["code"] == "unsupported_invoke"
+        return
     assert status < 500, (status, payload[:300])
     if status >= 400:
         error: Any = json.loads(payload)

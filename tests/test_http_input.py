@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from opentelemetry.trace import StatusCode
 
 from telemetry import catalog
 from tests.support.botserver import RunningBot, running_bot
@@ -138,3 +139,71 @@ async def test_a_hanging_service_url_does_not_stall_other_conversations(
             if labels.get("error_type") == "TimeoutError"
         ]
         assert sum(failed_replies) >= 12
+
+
+ODD_IDS = {
+    "lone surrogate in the activity id": {"id": "a\ud800"},
+    "lone surrogate in the conversation id": {"conversation": {"id": "c\ud800"}},
+    "lone surrogate in the from id": {"from": {"id": "\udfff"}},
+    "conversation id ..": {"conversation": {"id": ".."}},
+    "conversation id .": {"conversation": {"id": "."}},
+    "conversation id with slashes": {"conversation": {"id": "../../v3/x"}},
+}
+
+
+@pytest.mark.parametrize("fields", ODD_IDS.values(), ids=ODD_IDS.keys())
+async def test_odd_ids_are_answered_and_the_reply_goes_to_their_conversation(
+    fields: dict[str, object], channel: ChannelStandIn, azure_sdk_offline: None
+) -> None:
+    activity = {**VALID, "channelId": "directline", "serviceUrl": channel.service_url, **fields}
+    del activity["deliveryMode"]
+    conversation_id = str(activity["conversation"]["id"])  # type: ignore[index]
+    # The stand-in decodes the path as UTF-8, a lone surrogate (sent percent-encoded as the client sent it) as U+FFFD.
+    expected = conversation_id.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    async with running_bot() as bot:
+        status, body = await _post(
+            bot.messages_url, json.dumps(activity).encode(), {"Content-Type": "application/json"}
+        )
+        assert status == 201, body
+        await wait_until_async(lambda: channel.other_requests or channel.requests(expected), message="a reply")
+    assert channel.other_requests == []  # no reply went to another URL ("..": /v3/activities)
+    (request,) = channel.requests(expected)
+    assert request.activity is not None
+    assert request.activity.get("text") != "Sorry, something went wrong."  # the answer, not the apology
+
+
+async def test_an_adaptive_card_action_without_a_valid_value_gets_the_bot_framework_400(plain_bot: RunningBot) -> None:
+    for value in (None, {"action": {"type": "Action.Submit"}}, {"verb": "x"}, "x"):
+        activity = {**VALID, "type": "invoke", "name": "adaptiveCard/action", "value": value}
+        del activity["deliveryMode"]
+        status, body = await _post(
+            plain_bot.messages_url, json.dumps(activity).encode(), {"Content-Type": "application/json"}
+        )
+        assert status == 400, (value, body)
+        assert body["type"] == "application/vnd.microsoft.error"
+        assert body["value"]["code"] in ("BadRequest", "NotSupported")  # type: ignore[index]
+        assert body["value"]["message"]  # type: ignore[index]
+
+
+async def test_unsupported_invokes_get_501_counted_as_unsupported_not_as_server_errors(plain_bot: RunningBot) -> None:
+    for name in ("composeExtension/query", "bogus", None):
+        activity = {**VALID, "type": "invoke", "name": name}
+        del activity["deliveryMode"]
+        status, body = await _post(
+            plain_bot.messages_url, json.dumps(activity).encode(), {"Content-Type": "application/json"}
+        )
+        assert status == 501
+        assert body["error"]["code"] == catalog.REJECT_UNSUPPORTED_INVOKE  # type: ignore[index]
+    rejected = await plain_bot.total("bot_requests_rejected_total", bot_request_rejection="unsupported_invoke")
+    assert rejected == 3
+    # Not a failure of the server: no error.type on the request's metric, span status left unset.
+    assert await plain_bot.total("http_server_request_duration_seconds_count", http_response_status_code="501") == 3
+    failed = [
+        labels
+        for labels, _ in await plain_bot.samples("http_server_request_duration_seconds_count")
+        if labels.get("http_response_status_code") == "501" and "error_type" in labels
+    ]
+    assert failed == []
+    plain_bot.flush()
+    servers = [span for span in plain_bot.spans.get_finished_spans() if span.name == "POST /api/messages"]
+    assert all(span.status.status_code is not StatusCode.ERROR for span in servers)

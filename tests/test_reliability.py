@@ -329,3 +329,91 @@ async def test_spans_and_logs_dropped_by_a_full_export_queue_are_counted(
         assert all(0 < d < n for d, n in zip(dropped, produced, strict=True)), (arrived, dropped, produced)
         assert [a + d for a, d in zip(arrived, dropped, strict=True)] == produced, (arrived, dropped, produced)
         assert await bot.total("bot_turns_total") == turns + 2  # turn metrics stay exact whatever telemetry drops
+
+
+SLOW_CLIENTS = 300
+
+
+async def _slow_client(port: int, mode: str) -> bytes:
+    """A client that opens a connection and then stalls: headers never finished, or a body never finished. Returns
+    what the bot answered before it closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if mode == "headers":
+            writer.write(b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl")
+        else:
+            writer.write(
+                b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 4000\r\n\r\n{"type": "mess'
+            )
+        await writer.drain()
+        return await reader.read()  # until the bot closes the connection
+    finally:
+        writer.close()
+
+
+async def test_hundreds_of_slow_clients_neither_lock_out_a_conversation_nor_stay_connected(
+    azure_sdk_offline: None,
+) -> None:
+    """Half the clients never finish their headers, half never finish their body, and there are more of them than
+    turn slots. A normal conversation goes on meanwhile; then every slow client is cut off by the bot."""
+    env = {"BOT_MAX_CONCURRENT_TURNS": "16", "BOT_IDLE_TIMEOUT_SECONDS": "3", "BOT_BODY_TIMEOUT_SECONDS": "2"}
+    async with running_bot(env) as bot:
+        port = int(bot.base_url.rsplit(":", 1)[1])
+        slow = [
+            asyncio.ensure_future(_slow_client(port, "headers" if index % 2 else "body"))
+            for index in range(SLOW_CLIENTS)
+        ]
+        async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9", channel_id="directline") as emulator:
+            for text in ("help", "what can you do?", "feedback", "4", "skip"):
+                response = await emulator.expect_replies(text)
+                assert response.status == 200, response.body
+                assert response.body["activities"]
+        answers = await asyncio.wait_for(asyncio.gather(*slow), timeout=60)
+        cut_off_in_body = [answer for index, answer in enumerate(answers) if index % 2 == 0]
+        assert all(answer.startswith(b"HTTP/1.1 408") for answer in cut_off_in_body), cut_off_in_body[:1]
+        assert await bot.total("bot_requests_rejected_total", bot_request_rejection="request_timeout") == len(
+            cut_off_in_body
+        )
+        assert await bot.total("bot_requests_rejected_total", bot_request_rejection="overloaded") == 0
+
+
+async def _hostile_round(bot: RunningBot, channel: ChannelStandIn, round_number: int, statuses: list[int]) -> None:
+    """`count` requests, each with values no one sent before in every field a client controls: channel id, activity
+    type, locale, invoke name, ids, URL path, method, and a channel answering a status of its own choice."""
+    async with aiohttp.ClientSession() as session:
+        for index, status in enumerate(statuses):
+            unique = f"{round_number}-{index}-{uuid.uuid4().hex[:6]}"
+            conversation = f"conv-{unique}"
+            channel.fail(conversation, status)
+            emulator = EmulatorClient(
+                bot.messages_url,
+                channel.service_url,
+                channel_id=f"chan-{unique}",
+                conversation_id=conversation,
+                session=session,
+            )
+            for kind, name in (("message", None), (f"type-{unique}", None), ("invoke", f"invoke/{unique}")):
+                activity = emulator.activity(kind, "help", locale=f"x-{unique}", id=f"id-{unique}", name=name)
+                async with session.post(bot.messages_url, json=activity) as response:
+                    assert response.status < 500 or response.status == 501
+            async with session.request("PATCH", f"{bot.base_url}/nowhere/{unique}") as response:
+                assert response.status in (404, 405)
+            async with session.request(f"M{index}X", bot.messages_url) as response:
+                assert response.status in (400, 405)
+
+
+async def test_no_metric_label_takes_unbounded_values_from_input(
+    channel: ChannelStandIn, azure_sdk_offline: None
+) -> None:
+    """Twice as many never-seen values in every field a client controls add no series the first round did not
+    have: every label is bounded."""
+    async with running_bot({"BOT_REPLY_TIMEOUT_SECONDS": "2"}) as bot:
+        known = sorted(catalog.KNOWN_REPLY_STATUSES)
+        await _hostile_round(bot, channel, 0, [*known, 418])  # every known status, one unknown
+        bot.flush()
+        first = {line.split(" ")[0] for line in (await bot.scrape()).splitlines() if not line.startswith("#")}
+        await _hostile_round(bot, channel, 1, [status for status in range(430, 600) if status not in known][:60])
+        bot.flush()
+        second = {line.split(" ")[0] for line in (await bot.scrape()).splitlines() if not line.startswith("#")}
+    assert sorted(second - first) == []

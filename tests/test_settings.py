@@ -54,6 +54,8 @@ SETTINGS_ERRORS = [
     pytest.param({"PORT": "\u00b2"}, "PORT", id="PORT-superscript-digit"),  # str.isdigit() alone accepts it
     pytest.param({"PORT": "\u0663"}, "PORT", id="PORT-non-ascii-digit"),
     pytest.param({"BOT_METRICS_PORT": "-1"}, "BOT_METRICS_PORT", id="BOT_METRICS_PORT-negative"),
+    pytest.param({"BOT_IDLE_TIMEOUT_SECONDS": "0"}, "BOT_IDLE_TIMEOUT_SECONDS", id="BOT_IDLE_TIMEOUT_SECONDS-zero"),
+    pytest.param({"BOT_BODY_TIMEOUT_SECONDS": "x"}, "BOT_BODY_TIMEOUT_SECONDS", id="BOT_BODY_TIMEOUT_SECONDS-text"),
     pytest.param({"MicrosoftAppType": "Bogus"}, "MicrosoftAppType", id="MicrosoftAppType-unknown"),
     pytest.param(
         {"MicrosoftAppId": "not-a-guid", "MicrosoftAppPassword": "secret"}, "MicrosoftAppId", id="app-id-not-a-guid"

@@ -224,3 +224,18 @@ def test_importing_the_packages_configures_nothing() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert importlib.import_module("telemetry.catalog").METRICS
+
+
+def test_offline_storage_stays_in_its_folder_whatever_the_service_name() -> None:
+    import os
+    import tempfile
+
+    from telemetry.config import TelemetryConfig
+    from telemetry.setup import storage_directories
+
+    root = os.path.realpath(tempfile.gettempdir())
+    for name in ("../../etc", "..", "a/../../b", "/abs", "x\\..\\y", "."):
+        for folder in storage_directories(TelemetryConfig(service_name=name)).values():
+            resolved = os.path.realpath(folder)
+            assert resolved.startswith(root + os.sep), (name, folder)
+            assert os.path.basename(os.path.dirname(os.path.dirname(resolved))).startswith("otel-chatbot-")

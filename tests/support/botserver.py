@@ -95,7 +95,7 @@ async def running_bot(
     logs = InMemoryLogRecordExporter()
     telemetry = configure(settings.telemetry, span_exporters=[spans], log_exporters=[logs])
     app = create_app(settings, instrument(telemetry))
-    bot_runner = web.AppRunner(app, handle_signals=False)
+    bot_runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=settings.idle_timeout_seconds)
     openmetrics = settings.telemetry.prometheus_exemplars
     metrics_runner = web.AppRunner(
         metrics_app(telemetry.prometheus_registry, openmetrics=openmetrics), handle_signals=False
