@@ -106,7 +106,9 @@ async def test_every_azure_view_shows_what_the_load_did(
     mean_item_ms = sum(duration_ms(r["data"]["baseData"]["duration"]) for r in requests_of(ingestion)) / len(
         requests_of(ingestion)
     )
-    assert 0.2 * mean_item_ms < views.server_response_time_ms < 5 * mean_item_ms  # the same unit as the items
+    # The same unit as the items: seconds read as milliseconds would be 1000x off. Wide, as the items of a sampled load
+    # are half of the requests and one stall of a busy machine moves a mean of 42.
+    assert mean_item_ms / 30 < views.server_response_time_ms < mean_item_ms * 30
     # Dependency calls (ingestion extracts them from the reply items) and exceptions, weighted.
     assert views.dependency_calls == load.replies_posted
     assert views.exceptions == load.failed
