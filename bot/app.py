@@ -23,7 +23,7 @@ from bot.knowledge import KnowledgeBase
 from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
 from bot.settings import Settings
 from telemetry import catalog
-from telemetry.aiohttp_server import REJECTION
+from telemetry.aiohttp_server import AUTH_FAILURE, REJECTION
 from telemetry.wiring import Instrumentation
 
 log = logging.getLogger("bot.app")
@@ -105,7 +105,9 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
             adapter.bot_framework_authentication, activity, request.headers.get("Authorization", "")
         )
     except PermissionError as error:
-        return error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
+        refused = error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
+        refused[AUTH_FAILURE] = getattr(error, "reason", catalog.AUTH_OTHER)
+        return refused
     invoke_response = await adapter.process_activity(authenticated, activity, runtime.bot.on_turn)
     if invoke_response:
         return web.json_response(compat.invoke_response_body(invoke_response), status=invoke_response.status)

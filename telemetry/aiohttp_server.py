@@ -25,6 +25,8 @@ _propagator = TraceContextTextMapPropagator()
 UNTRACED_PATHS = frozenset({"/healthz", "/metrics"})
 # The application marks a refused request's response with the reason (one of catalog.REJECTIONS).
 REJECTION = web.ResponseKey(catalog.REJECTION_REASON, str)
+# ... and a request that failed authentication with why (one of catalog.AUTH_FAILURES).
+AUTH_FAILURE = web.ResponseKey(catalog.AUTH_FAILURE, str)
 
 
 def _route(request: web.Request) -> str | None:
@@ -162,11 +164,13 @@ def server_middleware(
                 status = response.status
                 rejection = response.get(REJECTION)
                 if rejection:
+                    rejected = {catalog.REJECTION_REASON: rejection, catalog.HTTP_STATUS: status}
+                    auth_failure = response.get(AUTH_FAILURE)
+                    if auth_failure:
+                        rejected[catalog.AUTH_FAILURE] = auth_failure
                     if traced:
-                        span.set_attribute(catalog.REJECTION_REASON, rejection)
-                    instruments.requests_rejected.add(
-                        1, {catalog.REJECTION_REASON: rejection, catalog.HTTP_STATUS: status}
-                    )
+                        span.set_attributes(rejected)
+                    instruments.requests_rejected.add(1, rejected)
                 return response
             except web.HTTPException as exc:
                 status = exc.status
