@@ -1,5 +1,6 @@
 // The seed's alerts, each sending its notification through one action group (optional e-mail, optional webhook):
-//   average response time > 2 s, failed requests, CPU > 80 % on the plan, and a scheduled KQL query for error spikes.
+//   average response time > 2 s, failed requests, CPU > 80 % on the plan, and scheduled KQL queries for error spikes
+//   and for surges of requests that fail authentication.
 // Every rule resolves itself when the condition clears (autoMitigate).
 
 param location string
@@ -17,6 +18,7 @@ param responseTimeThresholdMs int
 param cpuThresholdPercent int
 param failedRequestsThreshold int
 param errorSpikePercent int
+param authFailuresThreshold int
 
 // No address given (azd up --no-prompt without BOT_ALERT_EMAIL): no e-mail receiver; the alerts still fire and show
 // under Monitor -> Alerts, and reach the webhook if one is set.
@@ -187,6 +189,58 @@ resource errorSpikeAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           dimensions: [
             {
               name: 'Channel'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// The same condition as the Prometheus alert ChatbotAuthFailureSurge: more than 0.2 failures/s (60 in 5 minutes).
+resource authFailuresAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-auth-failures-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'otel-chatbot authentication failures'
+    description: 'More than ${authFailuresThreshold} requests to one bot instance failed authentication (401) in the last 5 minutes: probing, forged or replayed tokens, or an app id that no longer matches the bot registration.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    targetResourceTypes: [
+      'Microsoft.OperationalInsights/workspaces'
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../alerts/auth-failures.kql')
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'AuthFailures'
+          operator: 'GreaterThan'
+          threshold: authFailuresThreshold
+          dimensions: [
+            {
+              name: 'AppRoleInstance'
               operator: 'Include'
               values: [
                 '*'
