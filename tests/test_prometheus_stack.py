@@ -227,3 +227,64 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
             "\nseconds after switching faults on/off (rule windows shortened):",
             json.dumps({k: round(v, 1) for k, v in timings.items()}),
         )
+
+
+async def test_a_surge_of_failed_authentication_fires_its_alert_and_it_resolves(
+    azure_sdk_offline: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Requests without a token and with a malformed one, against a bot with an app id (no signing keys needed)."""
+    settings = {"MicrosoftAppId": "00000000-0000-0000-0000-00000000a11d", "MicrosoftAppPassword": "not-used-here"}
+    alert = "ChatbotAuthFailureSurge"
+    async with running_bot(settings) as bot:
+        target = bot.metrics_url.removeprefix("http://").removesuffix("/metrics")
+        with stack(tmp_path, target, with_alertmanager=True) as (prometheus, webhook):
+            await wait_until_async(
+                lambda: [t for t in prometheus.targets() if t["health"] == "up"], timeout=20, message="target up"
+            )
+            assert alert not in prometheus.alerts()
+            stop = asyncio.Event()
+            sent = 0
+
+            async def probe() -> None:
+                nonlocal sent
+                async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9", channel_id="msteams") as client:
+                    deadline = time.monotonic() + 90
+                    while not stop.is_set() and sent < 5000 and time.monotonic() < deadline:
+                        header = {"Authorization": "Bearer not.a.token"} if sent % 2 else {}
+                        assert (await client.send("hello", header)).status == 401
+                        sent += 1
+                        # Pacing of the probe (about 20 requests/s), not synchronisation.
+                        await asyncio.sleep(0.05)
+
+            started = time.monotonic()
+            prober = asyncio.create_task(probe())
+            timings = {}
+            try:
+                timings["firing in Prometheus"] = await _seconds_until(
+                    partial(_in_state, prometheus, alert, "firing"), started, 60, f"{alert} firing"
+                )
+                timings["delivered"] = await _seconds_until(
+                    partial(webhook.notified, alert, "firing"), started, 30, f"{alert} delivered"
+                )
+            finally:
+                stop.set()
+                await prober
+            reasons = await asyncio.to_thread(
+                prometheus.query, "sum by (bot_auth_failure) (bot_requests_rejected_total)"
+            )
+            counted = {item["metric"]["bot_auth_failure"]: float(item["value"][1]) for item in reasons}
+            assert set(counted) == {"missing", "malformed"}
+            assert sum(counted.values()) <= sent
+            stopped = time.monotonic()
+            timings["resolved in Prometheus"] = await _seconds_until(
+                partial(_in_state, prometheus, alert, None), stopped, 60, f"{alert} resolved"
+            )
+            timings["resolution delivered"] = await _seconds_until(
+                partial(webhook.notified, alert, "resolved"), stopped, 30, f"{alert} resolution delivered"
+            )
+        assert await bot.total("bot_turns_total") == 0
+    with capsys.disabled():
+        print(
+            f"\n{alert}: seconds after the probe started/stopped (rule windows shortened; {sent} requests):",
+            json.dumps({k: round(v, 1) for k, v in timings.items()}),
+        )
