@@ -30,6 +30,7 @@ from tests.support.prometheus import (
 )
 
 DASHBOARD = ROOT / "infra" / "grafana" / "dashboards" / "chatbot-overview.json"
+AUTH_FAILURES = 'bot_request_rejection="unauthorized"'
 CONVERSATION = ("hi", "what can you do?", "banana spaceship", "feedback", "4", "skip", "feedback", "cancel", "help")
 
 
@@ -151,6 +152,8 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
                 await wait_until_async(partial(_has_data, prometheus, record), timeout=60, message=record)
             for title, promql in _panel_queries():
                 if "ALERTS" in promql:  # needs an alert that fired: the fault test checks these panels
+                    continue
+                if AUTH_FAILURES in promql:  # needs a bot with an app id: the auth-failure test checks these
                     continue
                 query = _substitute(promql)
                 await wait_until_async(
@@ -275,6 +278,12 @@ async def test_a_surge_of_failed_authentication_fires_its_alert_and_it_resolves(
             counted = {item["metric"]["bot_auth_failure"]: float(item["value"][1]) for item in reasons}
             assert set(counted) == {"missing", "malformed"}
             assert sum(counted.values()) <= sent
+            panels = [(title, promql) for title, promql in _panel_queries() if AUTH_FAILURES in promql]
+            assert panels
+            for title, promql in panels:
+                # A minute's window: the probe has just stopped, and a 10 s rate could already read nothing.
+                found = await asyncio.to_thread(prometheus.query, _substitute(promql).replace("[10s]", "[1m]"))
+                assert {item["metric"].get("bot_auth_failure") for item in found} == set(counted), title
             stopped = time.monotonic()
             timings["resolved in Prometheus"] = await _seconds_until(
                 partial(_in_state, prometheus, alert, None), stopped, 60, f"{alert} resolved"
