@@ -78,6 +78,7 @@ WORKBOOK_PANELS = {
     "answers-vs-fallbacks",
     "conversations-and-users",
     "exceptions-by-type",
+    "auth-failures",
 }
 
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
