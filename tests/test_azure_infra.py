@@ -79,6 +79,7 @@ WORKBOOK_PANELS = {
     "conversations-and-users",
     "exceptions-by-type",
     "auth-failures",
+    "availability",
 }
 
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
@@ -372,7 +373,15 @@ def test_a_misspelt_column_is_caught(kql_diagnostics: dict[str, list[dict[str, A
 
 def test_the_schema_holds_the_tables_the_queries_need() -> None:
     databases = json.loads(SCHEMA.read_text())["databases"]
-    ai_tables = {"requests", "dependencies", "traces", "exceptions", "customEvents", "customMetrics"}
+    ai_tables = {
+        "requests",
+        "dependencies",
+        "traces",
+        "exceptions",
+        "customEvents",
+        "customMetrics",
+        "availabilityResults",
+    }
     assert set(databases[APPLICATION_INSIGHTS]["tables"]) == ai_tables
     assert {"AppRequests", "AppExceptions", "AppDependencies"} <= set(databases[LOG_ANALYTICS]["tables"])
     requests = databases[APPLICATION_INSIGHTS]["tables"]["requests"]
@@ -395,6 +404,7 @@ def test_the_query_pack_answers_the_issues_questions() -> None:
         "slowest-turns",
         "failing-channel-replies",
         "pii-audit",
+        "availability-by-location",
     }
 
 
