@@ -121,7 +121,15 @@ def _request_attributes(
     user_agent = request.headers.get(hdrs.USER_AGENT)
     if user_agent:
         attributes["user_agent.original"] = user_agent[:256]
+        if synthetic_type(request):
+            attributes[catalog.USER_AGENT_SYNTHETIC_TYPE] = catalog.SYNTHETIC_TEST
     return attributes
+
+
+def synthetic_type(request: web.BaseRequest) -> str | None:
+    """`test` for a request of the project's load test (its User-Agent names it), else None."""
+    user_agent = request.headers.get(hdrs.USER_AGENT, "")
+    return catalog.SYNTHETIC_TEST if catalog.LOADTEST_USER_AGENT in user_agent else None
 
 
 def server_middleware(
@@ -199,6 +207,9 @@ def server_middleware(
                     labels += ((catalog.HTTP_ROUTE, route),)
                 if error_type:
                     labels += ((catalog.ERROR_TYPE, error_type),)
+                synthetic = synthetic_type(request)
+                if synthetic:
+                    labels += ((catalog.USER_AGENT_SYNTHETIC_TYPE, synthetic),)
                 instruments.record_http_server_duration(time.perf_counter() - start, labels)
 
     return middleware

@@ -104,6 +104,10 @@ SAMPLE_RATE = "_MS.sampleRate"  # percentage of turns a kept trace stands for; A
 HTTP_RESEND_COUNT = "http.request.resend_count"  # semconv: ordinal of a resent request, on its CLIENT span
 REJECTION_REASON = "bot.request.rejection"
 AUTH_FAILURE = "bot.auth.failure"
+USER_AGENT_SYNTHETIC_TYPE = "user_agent.synthetic.type"  # semconv; Azure Monitor sets ai.operation.syntheticSource
+SYNTHETIC_TEST = "test"  # semconv value of user_agent.synthetic.type for synthetic tests (load tests, probes)
+# The load test's User-Agent carries this product token; requests with it are marked synthetic.
+LOADTEST_USER_AGENT = "otel-chatbot-loadtest"
 COMPONENT_NAME = "otel.component.name"  # semconv: which exporter or batch processor
 COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
 
@@ -214,6 +218,11 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(HTTP_RESEND_COUNT, "Which resend of a reply to the channel a request is (1 = first retry)"),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
     Attribute(
+        USER_AGENT_SYNTHETIC_TYPE,
+        "test on requests whose User-Agent names the load test, and on every item of their turns; absent otherwise",
+        (SYNTHETIC_TEST,),
+    ),
+    Attribute(
         AUTH_FAILURE,
         "Why a request failed authentication; only on `unauthorized` rejections (unrecognised causes: other)",
         AUTH_FAILURES,
@@ -232,7 +241,7 @@ HTTP_SERVER_DURATION = Metric(
     Instrument.HISTOGRAM,
     "s",
     "Duration of HTTP server requests (OpenTelemetry HTTP semantic conventions)",
-    (HTTP_METHOD, URL_SCHEME, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE),
+    (HTTP_METHOD, URL_SCHEME, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE, USER_AGENT_SYNTHETIC_TYPE),
     DURATION_BUCKETS,
 )
 TURNS = Metric(

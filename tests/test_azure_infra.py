@@ -653,7 +653,8 @@ def test_a_standard_availability_test_checks_healthz_from_several_locations_and_
     body = config(test)
     properties = body["properties"]
     # A standard test (not the retired URL ping test) of the bot's own health route, over HTTPS.
-    assert body["kind"] == "standard" and properties["Kind"] == "standard"
+    assert body["kind"] == "standard"
+    assert properties["Kind"] == "standard"
     assert properties["Enabled"] is True
     assert properties["SyntheticMonitorId"] == body["name"]
     assert properties["Request"] == {
@@ -673,11 +674,13 @@ def test_a_standard_availability_test_checks_healthz_from_several_locations_and_
     assert properties["ValidationRules"]["ExpectedHttpStatusCode"] == 200
     assert properties["ValidationRules"]["SSLCheck"] is True
     assert properties["RetryEnabled"] is True
-    assert properties["Frequency"] in (300, 600, 900) and properties["Timeout"] <= 60
+    assert properties["Frequency"] in (300, 600, 900)
+    assert properties["Timeout"] <= 60
     # Microsoft recommends at least five locations; the alert needs several to fail at once.
     assert properties["Locations"]["loop_type"]["detail"]["array_name"] == "availabilityLocations"
     locations = alerts["variables"]["availabilityLocations"]["value"]
-    assert len(locations) >= 5 and len(set(locations)) == len(locations)
+    assert len(locations) >= 5
+    assert len(set(locations)) == len(locations)
     assert all(re.fullmatch(r"[a-z]+-[a-z]{2}-[a-z0-9]{3}-(azr|edge)", location) for location in locations)
     # Shown on the Application Insights resource (the portal's availability blade reads the hidden-link tag).
     assert body["tags"]["function"]["parameters"]["arg_2"] == {"'hidden-link:${appInsightsId}'": "Resource"}
