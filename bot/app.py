@@ -25,7 +25,7 @@ from bot.knowledge import KnowledgeBase
 from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
 from bot.settings import Settings
 from telemetry import catalog
-from telemetry.aiohttp_server import REJECTION
+from telemetry.aiohttp_server import AUTH_FAILURE, REJECTION
 from telemetry.wiring import Instrumentation
 
 log = logging.getLogger("bot.app")
@@ -106,7 +106,9 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
             adapter.bot_framework_authentication, activity, request.headers.get("Authorization", "")
         )
     except PermissionError as error:
-        return error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
+        refused = error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
+        refused[AUTH_FAILURE] = getattr(error, "reason", catalog.AUTH_OTHER)
+        return refused
     # Slots are for turns: taken only by a fully read, authenticated activity, so slow or unauthenticated clients
     # cannot lock the others out.
     if runtime.turns_in_flight >= runtime.settings.max_concurrent_turns:

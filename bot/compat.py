@@ -15,7 +15,10 @@
    502/503/504, timeouts and dropped connections are retried with jittered exponential back-off, with the same
    activity id on every attempt, while the turn's retry budget lasts; other 4xx answers are final.
 4. `authenticate_or_refuse`: a malformed `Authorization` header makes the JWT code raise arbitrary exceptions (a 500);
-   any failure to authenticate becomes `PermissionError` (a 401).
+   any failure to authenticate becomes `AuthenticationRefused`, a `PermissionError` (a 401) carrying one of the
+   bounded reasons of `catalog.AUTH_FAILURES`. botbuilder says why only in free-text messages (and returns no
+   identity at all for a token of another issuer), so the reason is read from the header, the JWT library's
+   exception class and those messages; anything unrecognised is `other`.
 5. `parse_activity`: `Activity().deserialize` raises msrest errors, or silently accepts wrong types, for malformed
    activities; those become `ValueError` naming the problem (a 400).
 6. `CachingBotFrameworkAuthentication`: `CloudAdapter` builds a new ConnectorClient and a new UserTokenClient for
@@ -63,6 +66,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import isodate
+import jwt
 import requests
 from botbuilder.core import CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.core import turn_context as botbuilder_turn_context
@@ -94,6 +98,8 @@ from msrest.exceptions import DeserializationError
 from msrest.serialization import Deserializer, Model, Serializer
 from msrest.universal_http.requests import ClientRetryPolicy
 from yarl import URL
+
+from telemetry import catalog
 
 
 def patch_msrest_retry_policy() -> None:
@@ -434,15 +440,90 @@ def path_segment(value: str) -> str:
     return segment.replace(".", "%2E") if not segment.strip(".") else segment
 
 
+class AuthenticationRefused(PermissionError):
+    """A request that failed authentication, with the bounded reason it is counted under (catalog.AUTH_FAILURES)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 async def authenticate_or_refuse(
     authentication: BotFrameworkAuthentication, activity: Activity, auth_header: str
 ) -> AuthenticateRequestResult:
     try:
         return await authentication.authenticate_request(activity, auth_header)
-    except PermissionError:
-        raise
     except Exception as error:  # malformed tokens raise whatever the JWT library raises
-        raise PermissionError(f"invalid Authorization header: {type(error).__name__}") from error
+        reason = authentication_failure_reason(auth_header, error)
+        message = str(error) if isinstance(error, PermissionError) and str(error) else type(error).__name__
+        raise AuthenticationRefused(f"authentication failed ({reason}): {message}", reason) from error
+
+
+_JWT_FAILURES: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, catalog.AUTH_EXPIRED),
+    (jwt.InvalidAudienceError, catalog.AUTH_WRONG_AUDIENCE),
+    (jwt.InvalidIssuerError, catalog.AUTH_WRONG_ISSUER),
+    (jwt.InvalidSignatureError, catalog.AUTH_BAD_SIGNATURE),
+    (jwt.InvalidAlgorithmError, catalog.AUTH_BAD_SIGNATURE),
+    (jwt.InvalidKeyError, catalog.AUTH_BAD_SIGNATURE),
+    (jwt.DecodeError, catalog.AUTH_MALFORMED),
+)
+# Fragments of botbuilder 4.17.1's messages (channel, emulator, skill and parameterized validation), first match wins.
+_MESSAGE_FAILURES: tuple[tuple[str, str], ...] = (
+    ("not supplied", catalog.AUTH_MISSING),
+    ("auth_header is null", catalog.AUTH_MISSING),
+    ("serviceurl", catalog.AUTH_OTHER_SERVICE_URL),
+    ("service_url", catalog.AUTH_OTHER_SERVICE_URL),
+    ("appid", catalog.AUTH_WRONG_AUDIENCE),
+    ("app_id", catalog.AUTH_WRONG_AUDIENCE),
+    ("audience", catalog.AUTH_WRONG_AUDIENCE),
+    ("'aud'", catalog.AUTH_WRONG_AUDIENCE),
+    ("issuer", catalog.AUTH_WRONG_ISSUER),
+    ("'iss'", catalog.AUTH_WRONG_ISSUER),
+    ("signing algorithm", catalog.AUTH_BAD_SIGNATURE),
+    # The token names a signing key the metadata endpoint does not publish (botbuilder trips over the missing key).
+    ("attribute 'endorsements'", catalog.AUTH_BAD_SIGNATURE),
+    # The token extractor returns no identity, without a word, for a well-formed Bearer token of a foreign issuer.
+    ("identity missing", catalog.AUTH_WRONG_ISSUER),
+    ("no valid identity", catalog.AUTH_WRONG_ISSUER),
+    ("invalid identity", catalog.AUTH_WRONG_ISSUER),
+    ("not authenticated", catalog.AUTH_WRONG_ISSUER),
+)
+
+
+def _raised_in(error: BaseException, function: str) -> bool:
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_code.co_name == function
+
+
+def authentication_failure_reason(auth_header: str | None, error: BaseException) -> str:
+    """Why a request failed authentication, as one of catalog.AUTH_FAILURES."""
+    if not auth_header or not auth_header.strip():
+        return catalog.AUTH_MISSING
+    scheme, _, token = auth_header.partition(" ")
+    try:
+        if scheme != "Bearer" or not token or " " in token:
+            raise jwt.DecodeError("not a Bearer token")
+        jwt.get_unverified_header(token)
+        jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return catalog.AUTH_MALFORMED
+    cause: BaseException | None = error
+    while cause is not None:
+        for kind, reason in _JWT_FAILURES:
+            if isinstance(cause, kind):
+                return reason
+        cause = cause.__cause__ or cause.__context__
+    if _raised_in(error, "_find"):
+        # botbuilder's key lookup indexes an empty list when the token names a key the endpoint does not publish.
+        return catalog.AUTH_BAD_SIGNATURE
+    message = str(error).lower()
+    for fragment, reason in _MESSAGE_FAILURES:
+        if fragment in message:
+            return reason
+    return catalog.AUTH_OTHER
 
 
 _STRING_FIELDS = ("type", "id", "text", "channelId", "serviceUrl", "locale", "deliveryMode", "replyToId", "name")

@@ -37,6 +37,11 @@ from loadtest.conversation import (
 from loadtest.receiver import PendingTurn, ReplyBoard, start_receiver
 from loadtest.shapes import CHANNEL, SHAPES, TRANSPORTS, Shape, get_shape
 from loadtest.turnlog import NO_RESPONSE, TurnRecord, TurnWriter, percentile
+from telemetry.catalog import LOADTEST_USER_AGENT
+
+# The bot marks requests with this User-Agent as synthetic (user_agent.synthetic.type = test), so a load test against
+# a deployed bot is not counted as real users (docs/load-testing.md, "Load tests are synthetic traffic").
+USER_AGENT = f"{LOADTEST_USER_AGENT}/1 (synthetic load test; Locust)"
 
 REPLY_TYPE = "REPLY"
 REPLY_NAME = "bot reply"
@@ -256,7 +261,7 @@ class ChatUser(FastHttpUser):
         gevent.sleep(0)
         run = state()
         trace_id, traceparent = new_traceparent()
-        headers = {"traceparent": traceparent}
+        headers = {"traceparent": traceparent, "User-Agent": USER_AGENT}
         if run.token:
             headers["Authorization"] = f"Bearer {run.token}"
         record = TurnRecord(started=time.time(), name=name, trace_id=trace_id)

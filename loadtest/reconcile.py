@@ -44,6 +44,7 @@ class Reconciliation:
     missing_trace_ids: tuple[str, ...] = ()  # turns sent whose Request envelope never arrived
     unexpected_trace_ids: tuple[str, ...] = ()  # Request envelopes for turns not sent (or arriving twice)
     locust_posts: int | None = None  # Locust's own count of the POSTs, a check on the turn log
+    not_synthetic: int = 0  # Request envelopes of the load test not marked synthetic (counted as real users)
 
     @property
     def recorded(self) -> int:
@@ -70,6 +71,11 @@ class Reconciliation:
                 found.append(_difference("turns", side, tally.turns, self.sent.turns))
             if tally.refused != self.sent.refused:
                 found.append(_difference("refused requests", side, tally.refused, self.sent.refused))
+        if self.not_synthetic:
+            found.append(
+                f"{self.not_synthetic} Request envelopes lack ai.operation.syntheticSource: "
+                "Application Insights would count the load test as real users"
+            )
         if self.missing_trace_ids:
             shown = ", ".join(self.missing_trace_ids[:SHOWN_IDS])
             found.append(f"{len(self.missing_trace_ids)} turns sent have no Request envelope, e.g. {shown}")
@@ -94,6 +100,7 @@ class RequestLedger:
     turns: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     other_envelopes: int = 0
+    not_synthetic: int = 0  # Request envelopes Application Insights would count as real users' traffic
 
     def add(self, envelopes: Iterable[Envelope]) -> None:
         for envelope in envelopes:
@@ -102,7 +109,10 @@ class RequestLedger:
             if envelope_base_type(envelope) != "RequestData" or base.get("name") != catalog.SPAN_MESSAGES_REQUEST:
                 self.other_envelopes += 1
                 continue
-            operation_id = str((envelope.get("tags") or {}).get("ai.operation.id", ""))
+            tags = envelope.get("tags") or {}
+            operation_id = str(tags.get("ai.operation.id", ""))
+            if tags.get("ai.operation.syntheticSource") != "True":
+                self.not_synthetic += 1
             rejected = (base.get("properties") or {}).get(catalog.REJECTION_REASON)
             (self.refused if rejected else self.turns)[operation_id] += 1
 
@@ -163,4 +173,5 @@ def reconcile(
         missing_trace_ids=tuple(sorted(missing.elements())),
         unexpected_trace_ids=tuple(sorted(unexpected.elements())),
         locust_posts=locust_posts,
+        not_synthetic=ledger.not_synthetic,
     )

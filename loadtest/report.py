@@ -178,6 +178,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
             "problems": r.problems,
             "missing_trace_ids": list(r.missing_trace_ids),
             "unexpected_trace_ids": list(r.unexpected_trace_ids),
+            "not_synthetic": r.not_synthetic,
         },
         "slowest_turns": [
             {"trace_id": t.trace_id, "name": t.name, "seconds": _waited(t), "status": t.status, "error": t.error}

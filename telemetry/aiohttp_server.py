@@ -25,6 +25,8 @@ _propagator = TraceContextTextMapPropagator()
 UNTRACED_PATHS = frozenset({"/healthz", "/metrics"})
 # The application marks a refused request's response with the reason (one of catalog.REJECTIONS).
 REJECTION = web.ResponseKey(catalog.REJECTION_REASON, str)
+# ... and a request that failed authentication with why (one of catalog.AUTH_FAILURES).
+AUTH_FAILURE = web.ResponseKey(catalog.AUTH_FAILURE, str)
 
 
 def _route(request: web.Request) -> str | None:
@@ -119,7 +121,15 @@ def _request_attributes(
     user_agent = request.headers.get(hdrs.USER_AGENT)
     if user_agent:
         attributes["user_agent.original"] = user_agent[:256]
+        if synthetic_type(request):
+            attributes[catalog.USER_AGENT_SYNTHETIC_TYPE] = catalog.SYNTHETIC_TEST
     return attributes
+
+
+def synthetic_type(request: web.BaseRequest) -> str | None:
+    """`test` for a request of the project's load test (its User-Agent names it), else None."""
+    user_agent = request.headers.get(hdrs.USER_AGENT, "")
+    return catalog.SYNTHETIC_TEST if catalog.LOADTEST_USER_AGENT in user_agent else None
 
 
 def server_middleware(
@@ -163,11 +173,13 @@ def server_middleware(
                 status = response.status
                 rejection = response.get(REJECTION)
                 if rejection:
+                    rejected = {catalog.REJECTION_REASON: rejection, catalog.HTTP_STATUS: status}
+                    auth_failure = response.get(AUTH_FAILURE)
+                    if auth_failure:
+                        rejected[catalog.AUTH_FAILURE] = auth_failure
                     if traced:
-                        span.set_attribute(catalog.REJECTION_REASON, rejection)
-                    instruments.requests_rejected.add(
-                        1, {catalog.REJECTION_REASON: rejection, catalog.HTTP_STATUS: status}
-                    )
+                        span.set_attributes(rejected)
+                    instruments.requests_rejected.add(1, rejected)
                 return response
             except web.HTTPException as exc:
                 status = exc.status
@@ -199,6 +211,9 @@ def server_middleware(
                     labels += ((catalog.HTTP_ROUTE, route),)
                 if error_type:
                     labels += ((catalog.ERROR_TYPE, error_type),)
+                synthetic = synthetic_type(request)
+                if synthetic:
+                    labels += ((catalog.USER_AGENT_SYNTHETIC_TYPE, synthetic),)
                 instruments.record_http_server_duration(time.perf_counter() - start, labels)
 
     return middleware

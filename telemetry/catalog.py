@@ -103,6 +103,11 @@ OPERATION_NAME = "ai.operation.name"  # Azure Monitor's operation_Name, copied f
 SAMPLE_RATE = "_MS.sampleRate"  # percentage of turns a kept trace stands for; Azure Monitor's itemCount = 100 / it
 HTTP_RESEND_COUNT = "http.request.resend_count"  # semconv: ordinal of a resent request, on its CLIENT span
 REJECTION_REASON = "bot.request.rejection"
+AUTH_FAILURE = "bot.auth.failure"
+USER_AGENT_SYNTHETIC_TYPE = "user_agent.synthetic.type"  # semconv; Azure Monitor sets ai.operation.syntheticSource
+SYNTHETIC_TEST = "test"  # semconv value of user_agent.synthetic.type for synthetic tests (load tests, probes)
+# The load test's User-Agent carries this product token; requests with it are marked synthetic.
+LOADTEST_USER_AGENT = "otel-chatbot-loadtest"
 COMPONENT_NAME = "otel.component.name"  # semconv: which exporter or batch processor
 COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
 
@@ -150,6 +155,27 @@ REJECTIONS = (
     REJECT_OVERLOADED,
     REJECT_TIMEOUT,
     REJECT_UNSUPPORTED_INVOKE,
+)
+
+# Why a request failed authentication (its rejection is `unauthorized`); anything botbuilder says that is not
+# recognised is `other`, so the set stays bounded.
+AUTH_MISSING = "missing"
+AUTH_MALFORMED = "malformed"
+AUTH_EXPIRED = "expired"
+AUTH_WRONG_AUDIENCE = "wrong_audience"
+AUTH_WRONG_ISSUER = "wrong_issuer"
+AUTH_BAD_SIGNATURE = "bad_signature"
+AUTH_OTHER_SERVICE_URL = "other_service_url"
+AUTH_OTHER = "other"
+AUTH_FAILURES = (
+    AUTH_MISSING,
+    AUTH_MALFORMED,
+    AUTH_EXPIRED,
+    AUTH_WRONG_AUDIENCE,
+    AUTH_WRONG_ISSUER,
+    AUTH_BAD_SIGNATURE,
+    AUTH_OTHER_SERVICE_URL,
+    AUTH_OTHER,
 )
 
 # Batch processors as the SDK names them (otel.component.type); each holds a bounded queue in front of one exporter.
@@ -200,6 +226,16 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(HTTP_RESEND_COUNT, "Which resend of a reply to the channel a request is (1 = first retry)"),
     Attribute(REJECTION_REASON, "Why a request was refused before reaching the bot", REJECTIONS),
     Attribute(
+        USER_AGENT_SYNTHETIC_TYPE,
+        "test on requests whose User-Agent names the load test, and on every item of their turns; absent otherwise",
+        (SYNTHETIC_TEST,),
+    ),
+    Attribute(
+        AUTH_FAILURE,
+        "Why a request failed authentication; only on `unauthorized` rejections (unrecognised causes: other)",
+        AUTH_FAILURES,
+    ),
+    Attribute(
         COMPONENT_NAME,
         "On export counters the exporter (azure_monitor, otlp); on processor metrics the batch processor instance, "
         "named by the SDK <otel.component.type>/<n> in the order the processors were created",
@@ -213,7 +249,7 @@ HTTP_SERVER_DURATION = Metric(
     Instrument.HISTOGRAM,
     "s",
     "Duration of HTTP server requests (OpenTelemetry HTTP semantic conventions)",
-    (HTTP_METHOD, URL_SCHEME, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE),
+    (HTTP_METHOD, URL_SCHEME, HTTP_ROUTE, HTTP_STATUS, ERROR_TYPE, USER_AGENT_SYNTHETIC_TYPE),
     DURATION_BUCKETS,
 )
 TURNS = Metric(
@@ -301,7 +337,7 @@ REQUESTS_REJECTED = Metric(
     Instrument.COUNTER,
     "{request}",
     "Requests to /api/messages refused before reaching the bot (bad input or failed authentication)",
-    (REJECTION_REASON, HTTP_STATUS),
+    (REJECTION_REASON, HTTP_STATUS, AUTH_FAILURE),
 )
 PROCESS_CPU_UTILIZATION = Metric(
     "process.cpu.utilization",

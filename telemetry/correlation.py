@@ -29,7 +29,8 @@ from telemetry import catalog
 SAMPLED_WITH_TURN = "otel_chatbot.sampled_with_turn"
 """Log attribute marking a record emitted only for traced turns; replaced by the turn's sample rate."""
 
-_COPIED = (catalog.ENDUSER_PSEUDO_ID, catalog.SESSION_ID)
+# A load test's turn is synthetic in every item it produces, so Application Insights can leave all of them out.
+_COPIED = (catalog.ENDUSER_PSEUDO_ID, catalog.SESSION_ID, catalog.USER_AGENT_SYNTHETIC_TYPE)
 
 
 def qualified_type(error: BaseException) -> str:

@@ -78,6 +78,9 @@ _ANSWERS = catalog.KNOWLEDGE_ANSWERS.prometheus_name
 _FALLBACKS = catalog.KNOWLEDGE_FALLBACKS.prometheus_name
 _RECEIVED = catalog.MESSAGES_RECEIVED.prometheus_name
 _UP = f'up{{job="{SCRAPE_JOB}"}}'
+_REJECTION = catalog.REJECTION_REASON.replace(".", "_")
+_AUTH_FAILURES = f'{catalog.REQUESTS_REJECTED.prometheus_name}{{{_REJECTION}="{catalog.REJECT_UNAUTHORIZED}"}}'
+_AUTH_REASON = catalog.AUTH_FAILURE.replace(".", "_")
 
 
 def _quantile(q: float) -> str:
@@ -153,6 +156,12 @@ QUERIES: tuple[Query, ...] = (
         Kind.INSTANT,
         f"avg(avg_over_time({_UP}[$range]))",
         "Share of scrapes that succeeded, averaged over the instances",
+    ),
+    Query(
+        "auth_failures_by_reason",
+        Kind.INSTANT,
+        f"sum by ({_AUTH_REASON}) (increase({_AUTH_FAILURES}[$range]))",
+        "Requests that failed authentication (401) in the range, by reason",
     ),
     Query("instances", Kind.INSTANT, f"count(max_over_time({_UP}[$range]))", "Bot instances scraped in the range"),
 )
@@ -754,6 +763,30 @@ def kpis(
     ]
 
 
+def auth_failures(results: Results) -> tuple[float | None, list[tuple[str, float]]]:
+    """Requests that failed authentication in the range (None: no such series), and the count of each reason."""
+    found = [
+        (item.labels.get(_AUTH_REASON, catalog.AUTH_OTHER), item.points[-1][1])
+        for item in results.series.get("auth_failures_by_reason", [])
+        if item.points
+    ]
+    if not found:
+        return None, []
+    by_reason = sorted(found, key=lambda pair: (-pair[1], pair[0]))
+    return sum(count for _, count in by_reason), by_reason
+
+
+def security_lines(results: Results) -> list[str]:
+    total, by_reason = auth_failures(results)
+    if total is None or round(total) == 0:
+        return ["No request failed authentication in this range."]
+    reasons = ", ".join(f"{reason} {_estimate(count)}" for reason, count in by_reason if round(count) > 0)
+    return [
+        f"Requests that failed authentication (401): {_estimate(total)} (estimated); by reason: {reasons}.",
+        "A real channel's tokens do not fail: see the runbook ChatbotAuthFailureSurge for what each reason means.",
+    ]
+
+
 def build_sections(
     results: Results,
     slo: SloSummary,
@@ -846,6 +879,7 @@ def build_sections(
             f"Fallback ratio: {_range_stats(results.points('fallback_ratio'), 100, ' %', 1)}.",
         ],
     )
+    sections.append(Section("Security", security_lines(results)))
     alert_section = Section("Alerts fired")
     if alerts:
         alert_section.image = "alerts.png" if charts.get("alerts.png") else None
@@ -1003,6 +1037,7 @@ def write_report(
             for kpi in key_figures
         },
         "mttr_seconds": overall_mttr(alerts)[0],
+        "auth_failures": dict(auth_failures(results)[1]),
         "alerts": [
             {
                 "alertname": alert.alertname,

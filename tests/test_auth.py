@@ -14,10 +14,12 @@ import jwt
 import pytest
 from aiohttp import web
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
+from botframework.connector.auth import ChannelValidation
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from bot.app import RUNTIME
+from telemetry import catalog
 from tests.support import BackgroundServer
 from tests.support.botserver import RunningBot, running_bot
 from tests.support.emulator import EmulatorClient
@@ -63,17 +65,28 @@ def openid() -> Iterator[OpenIdEndpoint]:
         yield endpoint
 
 
-@pytest.fixture
-async def secured_bot(openid: OpenIdEndpoint, azure_sdk_offline: None) -> AsyncIterator[RunningBot]:
+@pytest.fixture(params=["configured-metadata", "built-in-validation"])
+async def secured_bot(
+    request: pytest.FixtureRequest, openid: OpenIdEndpoint, azure_sdk_offline: None, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RunningBot]:
+    """The bot with an app id, its tokens checked against the local endpoint along either of botbuilder's paths."""
+    metadata_url = f"{openid.base_url}/v1/.well-known/openidconfiguration"
     async with running_bot({"MicrosoftAppId": APP_ID, "MicrosoftAppPassword": "not-used-here"}) as bot:
-        # botbuilder reads the metadata location from its configuration; point it at the local endpoint. (Only
-        # here: any such override key makes botbuilder refuse credential-less Emulator requests, see settings.py.)
-        configuration = SimpleNamespace(
-            **vars(bot.settings.botbuilder_configuration()),
-            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=f"{openid.base_url}/v1/.well-known/openidconfiguration",
-            TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=ISSUER,
-        )
-        bot.app[RUNTIME].adapter.bot_framework_authentication = ConfigurationBotFrameworkAuthentication(configuration)
+        if request.param == "configured-metadata":
+            # botbuilder reads the metadata location from its configuration; point it at the local endpoint. (Only
+            # here: any such override key makes botbuilder refuse credential-less Emulator requests, see
+            # settings.py.) This selects botbuilder's parameterized authentication.
+            configuration = SimpleNamespace(
+                **vars(bot.settings.botbuilder_configuration()),
+                TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=metadata_url,
+                TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=ISSUER,
+            )
+            authentication = ConfigurationBotFrameworkAuthentication(configuration)
+            bot.app[RUNTIME].adapter.bot_framework_authentication = authentication
+        else:
+            # The deployed bot's path (no override keys): JwtTokenValidation and ChannelValidation, whose metadata
+            # location is a class attribute.
+            monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", metadata_url)
         yield bot
 
 
@@ -93,23 +106,58 @@ async def test_a_valid_channel_token_is_accepted(secured_bot: RunningBot, openid
     assert await secured_bot.total("bot_turns_total") == 1
 
 
-@pytest.mark.parametrize(
-    "make_header",
-    [
-        lambda openid: None,
-        lambda openid: "Bearer not.a.token",
-        lambda openid: f"Bearer {openid.token(exp=int(time.time()) - 3600, nbf=int(time.time()) - 7200)}",
-        lambda openid: f"Bearer {openid.token(aud=str(uuid.uuid4()))}",
-        lambda openid: f"Bearer {openid.token(key=_other_key())}",
-        lambda openid: f"Bearer {openid.token(iss='https://issuer.example')}",
-        lambda openid: f"Bearer {openid.token(serviceurl='http://elsewhere.example')}",
-    ],
-    ids=["missing", "malformed", "expired", "wrong-audience", "wrongly-signed", "wrong-issuer", "other-serviceurl"],
-)
-async def test_invalid_tokens_get_401(secured_bot: RunningBot, openid: OpenIdEndpoint, make_header: Any) -> None:
-    assert await _send(secured_bot, make_header(openid)) == 401
+def _hour_ago() -> dict[str, int]:
+    return {"exp": int(time.time()) - 3600, "nbf": int(time.time()) - 7200}
+
+
+INVALID_HEADERS: dict[str, Any] = {
+    catalog.AUTH_MISSING: lambda openid: None,
+    catalog.AUTH_MALFORMED: lambda openid: "Bearer not.a.token",
+    catalog.AUTH_EXPIRED: lambda openid: f"Bearer {openid.token(**_hour_ago())}",
+    catalog.AUTH_WRONG_AUDIENCE: lambda openid: f"Bearer {openid.token(aud=str(uuid.uuid4()))}",
+    catalog.AUTH_BAD_SIGNATURE: lambda openid: f"Bearer {openid.token(key=_other_key())}",
+    catalog.AUTH_WRONG_ISSUER: lambda openid: f"Bearer {openid.token(iss='https://issuer.example')}",
+    catalog.AUTH_OTHER_SERVICE_URL: lambda openid: f"Bearer {openid.token(serviceurl='http://elsewhere.example')}",
+}
+
+
+@pytest.mark.parametrize("reason", list(INVALID_HEADERS))
+async def test_invalid_tokens_get_401_counted_by_why(
+    secured_bot: RunningBot, openid: OpenIdEndpoint, reason: str
+) -> None:
+    assert await _send(secured_bot, INVALID_HEADERS[reason](openid)) == 401
     assert await secured_bot.total("bot_turns_total") == 0
     assert await secured_bot.total("bot_requests_rejected_total", bot_request_rejection="unauthorized") == 1
+    assert await secured_bot.total("bot_requests_rejected_total", bot_auth_failure=reason) == 1
+    secured_bot.flush()
+    (server,) = [span for span in secured_bot.spans.get_finished_spans() if span.name == "POST /api/messages"]
+    assert server.attributes is not None
+    assert server.attributes[catalog.REJECTION_REASON] == catalog.REJECT_UNAUTHORIZED
+    assert server.attributes[catalog.AUTH_FAILURE] == reason
+
+
+async def test_a_token_signed_with_a_key_the_channel_does_not_publish_is_a_bad_signature(
+    secured_bot: RunningBot, openid: OpenIdEndpoint
+) -> None:
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": APP_ID, "exp": int(time.time()) + 600, "serviceurl": SERVICE_URL},
+        _other_key(),
+        algorithm="RS256",
+        headers={"kid": "a-key-nobody-published"},
+    )
+    assert await _send(secured_bot, f"Bearer {token}") == 401
+    assert await secured_bot.total("bot_requests_rejected_total", bot_auth_failure=catalog.AUTH_BAD_SIGNATURE) == 1
+
+
+def test_an_unrecognised_failure_is_counted_as_other_and_bad_headers_as_malformed() -> None:
+    from bot.compat import authentication_failure_reason
+
+    token = jwt.encode({"iss": ISSUER}, "k" * 32, algorithm="HS256")
+    assert authentication_failure_reason(f"Bearer {token}", RuntimeError("something new")) == catalog.AUTH_OTHER
+    for header in ("Basic dXNlcjpwYXNz", "bearer " + token, "Bearer", "Bearer a b", "Bearer " + "x" * 40):
+        assert authentication_failure_reason(header, PermissionError("Identity missing")) == catalog.AUTH_MALFORMED
+    assert authentication_failure_reason("  ", AttributeError("x")) == catalog.AUTH_MISSING
+    assert set(INVALID_HEADERS) | {catalog.AUTH_OTHER} == set(catalog.AUTH_FAILURES)
 
 
 async def test_a_slow_metadata_endpoint_does_not_block_other_requests(

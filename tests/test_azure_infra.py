@@ -78,6 +78,8 @@ WORKBOOK_PANELS = {
     "answers-vs-fallbacks",
     "conversations-and-users",
     "exceptions-by-type",
+    "auth-failures",
+    "availability",
 }
 
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
@@ -371,7 +373,15 @@ def test_a_misspelt_column_is_caught(kql_diagnostics: dict[str, list[dict[str, A
 
 def test_the_schema_holds_the_tables_the_queries_need() -> None:
     databases = json.loads(SCHEMA.read_text())["databases"]
-    ai_tables = {"requests", "dependencies", "traces", "exceptions", "customEvents", "customMetrics"}
+    ai_tables = {
+        "requests",
+        "dependencies",
+        "traces",
+        "exceptions",
+        "customEvents",
+        "customMetrics",
+        "availabilityResults",
+    }
     assert set(databases[APPLICATION_INSIGHTS]["tables"]) == ai_tables
     assert {"AppRequests", "AppExceptions", "AppDependencies"} <= set(databases[LOG_ANALYTICS]["tables"])
     requests = databases[APPLICATION_INSIGHTS]["tables"]["requests"]
@@ -394,6 +404,7 @@ def test_the_query_pack_answers_the_issues_questions() -> None:
         "slowest-turns",
         "failing-channel-replies",
         "pii-audit",
+        "availability-by-location",
     }
 
 
@@ -604,7 +615,7 @@ def test_alerts_follow_the_seed_and_notify_the_action_group(bicep: dict[str, Any
     for name, resource in alerts.items():
         body = config(resource)
         if resource["type"] == "Microsoft.Insights/metricAlerts":
-            for criterion in body["properties"]["criteria"]["allOf"]:
+            for criterion in body["properties"]["criteria"].get("allOf", []):
                 criteria[criterion["metricName"]] = criterion
         if resource["type"] in ("Microsoft.Insights/metricAlerts", "Microsoft.Insights/scheduledQueryRules"):
             properties = body["properties"]
@@ -625,6 +636,73 @@ def test_alerts_follow_the_seed_and_notify_the_action_group(bicep: dict[str, Any
     assert receivers["condition"] == empty_address
     assert receivers["true_value"] == [], "no address: no e-mail receiver (not a receiver with an empty address)"
     assert receivers["false_value"][0]["emailAddress"] == "alertEmailAddress"
+
+
+def _accessor(value: Any) -> str:
+    """`a.b` for a Bicep property access as pycep models it."""
+    operands = value["operator"]["operands"]
+    return f"{operands['operand_1']}.{operands['operand_2']}"
+
+
+def test_a_standard_availability_test_checks_healthz_from_several_locations_and_alerts(
+    bicep: dict[str, Any],
+) -> None:
+    alerts = model(bicep, "infra/azure/modules/alerts.bicep")
+    resources = alerts["resources"]
+    [(test_name, test)] = [(n, r) for n, r in resources.items() if r["type"] == "Microsoft.Insights/webtests"]
+    body = config(test)
+    properties = body["properties"]
+    # A standard test (not the retired URL ping test) of the bot's own health route, over HTTPS.
+    assert body["kind"] == "standard"
+    assert properties["Kind"] == "standard"
+    assert properties["Enabled"] is True
+    assert properties["SyntheticMonitorId"] == body["name"]
+    assert properties["Request"] == {
+        "RequestUrl": "healthUrl",
+        "HttpVerb": "GET",
+        "ParseDependentRequests": False,
+        "FollowRedirects": False,
+    }
+    main = model(bicep, "infra/azure/main.bicep")
+    params = config(main["modules"]["alerts"])["params"]
+    assert params["healthUrl"] == "https://${app.outputs.defaultHostName}/healthz"
+    from bot.app import create_app
+    from bot.settings import Settings
+
+    routes = {resource.canonical for resource in create_app(Settings.from_env({})).router.resources()}
+    assert "/healthz" in routes
+    assert properties["ValidationRules"]["ExpectedHttpStatusCode"] == 200
+    assert properties["ValidationRules"]["SSLCheck"] is True
+    assert properties["RetryEnabled"] is True
+    assert properties["Frequency"] in (300, 600, 900)
+    assert properties["Timeout"] <= 60
+    # Microsoft recommends at least five locations; the alert needs several to fail at once.
+    assert properties["Locations"]["loop_type"]["detail"]["array_name"] == "availabilityLocations"
+    locations = alerts["variables"]["availabilityLocations"]["value"]
+    assert len(locations) >= 5
+    assert len(set(locations)) == len(locations)
+    assert all(re.fullmatch(r"[a-z]+-[a-z]{2}-[a-z0-9]{3}-(azr|edge)", location) for location in locations)
+    # Shown on the Application Insights resource (the portal's availability blade reads the hidden-link tag).
+    assert body["tags"]["function"]["parameters"]["arg_2"] == {"'hidden-link:${appInsightsId}'": "Resource"}
+
+    [alert] = [
+        config(r)
+        for r in resources.values()
+        if r["type"] == "Microsoft.Insights/metricAlerts" and "webTestId" in config(r)["properties"]["criteria"]
+    ]
+    criteria = alert["properties"]["criteria"]
+    assert criteria["'odata.type'"] == "Microsoft.Azure.Monitor.WebtestLocationAvailabilityCriteria"
+    assert _accessor(criteria["webTestId"]) == f"{test_name}.id"
+    assert criteria["componentId"] == "appInsightsId"
+    assert criteria["failedLocationCount"] == "availabilityFailedLocations"
+    assert [_accessor(alert["properties"]["scopes"][0]), alert["properties"]["scopes"][1]] == [
+        f"{test_name}.id",
+        "appInsightsId",
+    ]
+    failed = main["parameters"]["availabilityFailedLocations"]
+    assert 1 < failed["default"] < len(locations), "one location's network trouble is not an outage"
+    assert alert["properties"]["autoMitigate"] is True
+    assert _accessor(alert["properties"]["actions"][0]["actionGroupId"]) == "actionGroup.id"
 
 
 def test_rbac_gives_operators_read_access_and_nothing_broader(bicep: dict[str, Any]) -> None:

@@ -42,10 +42,13 @@ def _turn(trace_id: str, status: int = 201, ok: bool = True, reply_ms: float | N
     )
 
 
-def _request_envelope(trace_id: str, rejection: str | None = None) -> dict[str, Any]:
+def _request_envelope(trace_id: str, rejection: str | None = None, synthetic: bool = True) -> dict[str, Any]:
     properties = {catalog.REJECTION_REASON: rejection} if rejection else {}
+    tags = {"ai.operation.id": trace_id}
+    if synthetic:
+        tags["ai.operation.syntheticSource"] = "True"
     return {
-        "tags": {"ai.operation.id": trace_id},
+        "tags": tags,
         "data": {
             "baseType": "RequestData",
             "baseData": {"name": catalog.SPAN_MESSAGES_REQUEST, "properties": properties},
@@ -160,6 +163,17 @@ def test_a_lost_request_envelope_is_named_by_its_trace_id() -> None:
     assert result.missing_trace_ids == ("b",)
     assert "ingestion counted 2, the load generator sent 3 (-1)" in result.problems[0]
     assert "e.g. b" in result.problems[1]
+
+
+def test_load_test_requests_counted_as_real_users_fail_the_reconciliation() -> None:
+    records = [_turn("a"), _turn("b")]
+    result = reconcile(records, Tally(2), _ledger(_request_envelope("a"), _request_envelope("b", synthetic=False)))
+    assert not result.ok
+    assert result.not_synthetic == 1
+    assert result.problems == [
+        "1 Request envelopes lack ai.operation.syntheticSource: Application Insights would count the load test as "
+        "real users"
+    ]
 
 
 def test_a_duplicated_envelope_fails_even_when_another_is_missing() -> None:
@@ -530,6 +544,8 @@ def test_the_smoke_shape_passes_its_slos_and_reconciles(
     sent = reconciliation["sent"]["turns"]
     assert sent >= 40  # 5 users for 20 s
     assert reconciliation["prometheus"]["turns"] == reconciliation["ingestion"]["turns"] == sent
+    # Every Request of the load test reached Application Insights marked synthetic (its User-Agent).
+    assert reconciliation["not_synthetic"] == 0
     assert len(verdict["slowest_turns"][0]["trace_id"]) == 32
     for name in ("report.html", "locust_stats.csv", "locust_stats_history.csv", "turns.csv", "summary.txt"):
         assert (results / name).stat().st_size > 0, name

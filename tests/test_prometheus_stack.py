@@ -30,6 +30,7 @@ from tests.support.prometheus import (
 )
 
 DASHBOARD = ROOT / "infra" / "grafana" / "dashboards" / "chatbot-overview.json"
+AUTH_FAILURES = 'bot_request_rejection="unauthorized"'
 CONVERSATION = ("hi", "what can you do?", "banana spaceship", "feedback", "4", "skip", "feedback", "cancel", "help")
 
 
@@ -152,6 +153,8 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
             for title, promql in _panel_queries():
                 if "ALERTS" in promql:  # needs an alert that fired: the fault test checks these panels
                     continue
+                if AUTH_FAILURES in promql:  # needs a bot with an app id: the auth-failure test checks these
+                    continue
                 query = _substitute(promql)
                 await wait_until_async(
                     partial(_has_data, prometheus, query), timeout=60, message=f"panel {title!r}: {query}"
@@ -225,5 +228,72 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
     with capsys.disabled():
         print(
             "\nseconds after switching faults on/off (rule windows shortened):",
+            json.dumps({k: round(v, 1) for k, v in timings.items()}),
+        )
+
+
+async def test_a_surge_of_failed_authentication_fires_its_alert_and_it_resolves(
+    azure_sdk_offline: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Requests without a token and with a malformed one, against a bot with an app id (no signing keys needed)."""
+    settings = {"MicrosoftAppId": "00000000-0000-0000-0000-00000000a11d", "MicrosoftAppPassword": "not-used-here"}
+    alert = "ChatbotAuthFailureSurge"
+    async with running_bot(settings) as bot:
+        target = bot.metrics_url.removeprefix("http://").removesuffix("/metrics")
+        with stack(tmp_path, target, with_alertmanager=True) as (prometheus, webhook):
+            await wait_until_async(
+                lambda: [t for t in prometheus.targets() if t["health"] == "up"], timeout=20, message="target up"
+            )
+            assert alert not in prometheus.alerts()
+            stop = asyncio.Event()
+            sent = 0
+
+            async def probe() -> None:
+                nonlocal sent
+                async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9", channel_id="msteams") as client:
+                    deadline = time.monotonic() + 90
+                    while not stop.is_set() and sent < 5000 and time.monotonic() < deadline:
+                        header = {"Authorization": "Bearer not.a.token"} if sent % 2 else {}
+                        assert (await client.send("hello", header)).status == 401
+                        sent += 1
+                        # Pacing of the probe (about 20 requests/s), not synchronisation.
+                        await asyncio.sleep(0.05)
+
+            started = time.monotonic()
+            prober = asyncio.create_task(probe())
+            timings = {}
+            try:
+                timings["firing in Prometheus"] = await _seconds_until(
+                    partial(_in_state, prometheus, alert, "firing"), started, 60, f"{alert} firing"
+                )
+                timings["delivered"] = await _seconds_until(
+                    partial(webhook.notified, alert, "firing"), started, 30, f"{alert} delivered"
+                )
+            finally:
+                stop.set()
+                await prober
+            reasons = await asyncio.to_thread(
+                prometheus.query, "sum by (bot_auth_failure) (bot_requests_rejected_total)"
+            )
+            counted = {item["metric"]["bot_auth_failure"]: float(item["value"][1]) for item in reasons}
+            assert set(counted) == {"missing", "malformed"}
+            assert sum(counted.values()) <= sent
+            panels = [(title, promql) for title, promql in _panel_queries() if AUTH_FAILURES in promql]
+            assert panels
+            for title, promql in panels:
+                # A minute's window: the probe has just stopped, and a 10 s rate could already read nothing.
+                found = await asyncio.to_thread(prometheus.query, _substitute(promql).replace("[10s]", "[1m]"))
+                assert {item["metric"].get("bot_auth_failure") for item in found} == set(counted), title
+            stopped = time.monotonic()
+            timings["resolved in Prometheus"] = await _seconds_until(
+                partial(_in_state, prometheus, alert, None), stopped, 60, f"{alert} resolved"
+            )
+            timings["resolution delivered"] = await _seconds_until(
+                partial(webhook.notified, alert, "resolved"), stopped, 30, f"{alert} resolution delivered"
+            )
+        assert await bot.total("bot_turns_total") == 0
+    with capsys.disabled():
+        print(
+            f"\n{alert}: seconds after the probe started/stopped (rule windows shortened; {sent} requests):",
             json.dumps({k: round(v, 1) for k, v in timings.items()}),
         )

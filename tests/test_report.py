@@ -67,6 +67,7 @@ SECTIONS = (
     "Error ratio",
     "Latency",
     "Answers and fallbacks",
+    "Security",
     "Alerts fired",
 )
 TURNS = ("help", "blorp wibble zonk", "/fail", "what can you do?", "which alerts exist?")
@@ -394,6 +395,26 @@ def test_key_figures_compare_the_seeds_kpis_with_their_objectives() -> None:
     assert figures["MTTR (alert firing → resolved)"].value == 60
     assert report.bucket_edges(2.505) == (2.5, 5.0)
     assert report.bucket_edges(2.2) == (2.0, 2.5)
+
+
+def test_the_security_line_counts_failed_authentication_by_reason() -> None:
+    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
+    results = report.Results(window, "http://prometheus")
+    assert report.security_lines(results) == ["No request failed authentication in this range."]
+    results.series["auth_failures_by_reason"] = [
+        report.Series({"bot_auth_failure": "missing"}, [(0.0, 12.2)]),
+        report.Series({"bot_auth_failure": "expired"}, [(0.0, 30.0)]),
+        report.Series({"bot_auth_failure": "malformed"}, [(0.0, 0.0)]),
+    ]
+    line = report.security_lines(results)[0]
+    assert line == (
+        "Requests that failed authentication (401): ≈ 42 (estimated); by reason: expired ≈ 30, missing ≈ 12."
+    )
+    assert report.auth_failures(results) == (42.2, [("expired", 30.0), ("missing", 12.2), ("malformed", 0.0)])
+    sections = report.build_sections(results, report.slo_summary(results, 2.0, 0.01), [], {}, 2.0, 0.01)
+    assert [section.paragraphs[0] for section in sections if section.title == "Security"] == [line]
+    query = report.QUERIES_BY_KEY["auth_failures_by_reason"].expr
+    assert 'bot_requests_rejected_total{bot_request_rejection="unauthorized"}' in query
 
 
 # ---- charts: what is drawn is the data ------------------------------------------------------------------------------
@@ -839,7 +860,7 @@ def test_runbook_links_are_absolute_under_one_configured_base() -> None:
     found = re.findall(r"^\s+runbook_url: '(.*)'$", text, re.MULTILINE)
     assert len(found) == len(alerts), "every alert has one runbook_url, in single quotes"
     links = dict(zip(alerts, found, strict=True))
-    assert len(links) == 8
+    assert len(links) == 9
     for alert, link in links.items():
         # The label when Prometheus has it, the shipped base otherwise (promtool test rules has no external labels).
         assert link == f'{{{{ or $externalLabels.runbook_base_url "{base}" }}}}/{alert}.md', alert

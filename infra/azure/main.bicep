@@ -94,6 +94,15 @@ param failedRequestsThreshold int = 5
 @description('Share of failed requests (percent) per channel within 15 minutes above which the error-spike alert fires.')
 param errorSpikePercent int = 10
 
+@minValue(1)
+@description('Requests failing authentication (401) on one instance within 5 minutes above which an alert fires (60 = 0.2/s, as the Prometheus alert ChatbotAuthFailureSurge).')
+param authFailuresThreshold int = 60
+
+@minValue(1)
+@maxValue(5)
+@description('Azure locations (of the five the /healthz availability test runs from) that must fail at once for its alert to fire.')
+param availabilityFailedLocations int = 2
+
 @description('Deploy the KQL query pack (infra/azure/queries) as a Log Analytics query pack.')
 param deployQueryPack bool = true
 
@@ -204,6 +213,9 @@ module alerts 'modules/alerts.bicep' = {
     cpuThresholdPercent: cpuThresholdPercent
     failedRequestsThreshold: failedRequestsThreshold
     errorSpikePercent: errorSpikePercent
+    authFailuresThreshold: authFailuresThreshold
+    healthUrl: 'https://${app.outputs.defaultHostName}/healthz'
+    availabilityFailedLocations: availabilityFailedLocations
   }
 }
 

@@ -1,5 +1,7 @@
 // The seed's alerts, each sending its notification through one action group (optional e-mail, optional webhook):
-//   average response time > 2 s, failed requests, CPU > 80 % on the plan, and a scheduled KQL query for error spikes.
+//   average response time > 2 s, failed requests, CPU > 80 % on the plan, and scheduled KQL queries for error spikes
+//   and for surges of requests that fail authentication; and a standard availability test of /healthz from several
+//   Azure locations with its alert.
 // Every rule resolves itself when the condition clears (autoMitigate).
 
 param location string
@@ -17,6 +19,9 @@ param responseTimeThresholdMs int
 param cpuThresholdPercent int
 param failedRequestsThreshold int
 param errorSpikePercent int
+param authFailuresThreshold int
+param healthUrl string
+param availabilityFailedLocations int
 
 // No address given (azd up --no-prompt without BOT_ALERT_EMAIL): no e-mail receiver; the alerts still fire and show
 // under Monitor -> Alerts, and reach the webhook if one is set.
@@ -208,4 +213,135 @@ resource errorSpikeAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// The same condition as the Prometheus alert ChatbotAuthFailureSurge: more than 0.2 failures/s (60 in 5 minutes).
+resource authFailuresAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-auth-failures-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'otel-chatbot authentication failures'
+    description: 'More than ${authFailuresThreshold} requests to one bot instance failed authentication (401) in the last 5 minutes: probing, forged or replayed tokens, or an app id that no longer matches the bot registration.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    targetResourceTypes: [
+      'Microsoft.OperationalInsights/workspaces'
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../alerts/auth-failures.kql')
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'AuthFailures'
+          operator: 'GreaterThan'
+          threshold: authFailuresThreshold
+          dimensions: [
+            {
+              name: 'AppRoleInstance'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// Uptime as a user far away sees it: Application Insights requests /healthz every 5 minutes from five Azure
+// locations (a standard test; results in availabilityResults). A failure is retried once at once, so one lost
+// packet is no failure. The hidden-link tag shows the test on the Application Insights resource.
+var availabilityLocations = [
+  'us-va-ash-azr' // East US
+  'us-ca-sjc-azr' // West US
+  'emea-nl-ams-azr' // West Europe
+  'emea-gb-db3-azr' // North Europe
+  'apac-sg-sin-azr' // Southeast Asia
+]
+
+resource healthTest 'Microsoft.Insights/webtests@2022-06-15' = {
+  name: 'webtest-healthz-${resourceToken}'
+  location: location
+  tags: union(tags, {
+    'hidden-link:${appInsightsId}': 'Resource'
+  })
+  kind: 'standard'
+  properties: {
+    SyntheticMonitorId: 'webtest-healthz-${resourceToken}'
+    Name: 'otel-chatbot /healthz'
+    Description: 'GET /healthz answers 200 over HTTPS with a certificate valid for at least 7 more days.'
+    Enabled: true
+    Kind: 'standard'
+    Frequency: 300
+    Timeout: 30
+    RetryEnabled: true
+    Locations: [for id in availabilityLocations: {
+      Id: id
+    }]
+    Request: {
+      RequestUrl: healthUrl
+      HttpVerb: 'GET'
+      ParseDependentRequests: false
+      FollowRedirects: false
+    }
+    ValidationRules: {
+      ExpectedHttpStatusCode: 200
+      SSLCheck: true
+      SSLCertRemainingLifetimeCheck: 7
+    }
+  }
+}
+
+// Fires when the test fails from at least availabilityFailedLocations locations at once (Microsoft's availability
+// alert criterion), so one location's network trouble is not the bot being down.
+resource availabilityAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-availability-${resourceToken}'
+  location: 'global'
+  tags: union(tags, {
+    'hidden-link:${appInsightsId}': 'Resource'
+    'hidden-link:${healthTest.id}': 'Resource'
+  })
+  properties: {
+    description: 'GET /healthz failed from ${availabilityFailedLocations} or more of ${length(availabilityLocations)} Azure locations (Application Insights availability test).'
+    severity: 1
+    enabled: true
+    scopes: [
+      healthTest.id
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.WebtestLocationAvailabilityCriteria'
+      webTestId: healthTest.id
+      componentId: appInsightsId
+      failedLocationCount: availabilityFailedLocations
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+output healthTestName string = healthTest.name
 output actionGroupId string = actionGroup.id

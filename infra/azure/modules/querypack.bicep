@@ -57,6 +57,11 @@ var queries = [
     displayName: 'PII audit: text that should never reach Application Insights'
     body: loadTextContent('../queries/pii-audit.kql')
   }
+  {
+    id: 'availability-by-location'
+    displayName: 'Uptime of /healthz from each Azure location (availability test)'
+    body: loadTextContent('../queries/availability-by-location.kql')
+  }
 ]
 
 resource queryPack 'Microsoft.OperationalInsights/queryPacks@2019-09-01' = {
