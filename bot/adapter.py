@@ -13,6 +13,7 @@ from botframework.connector import Channels
 
 from bot import compat
 from bot.settings import Settings
+from bot.storage import StateStoreError
 
 log = logging.getLogger("bot.adapter")
 
@@ -49,7 +50,11 @@ class ChatAdapter(compat.AsyncChannelReplies, compat.FastTurnResults, CloudAdapt
         if self._conversation_state is not None:
             # The conversation state may be what broke the turn (a dialog stuck in an error loop): start afresh.
             await self._conversation_state.clear_state(context)
-            await self._conversation_state.delete(context)
+            try:
+                await self._conversation_state.delete(context)
+            except StateStoreError as store_error:
+                # The store may be what failed: the apology below must still reach the user.
+                log.error("could not reset the conversation state: %s", store_error)
         try:
             await context.send_activity(ERROR_MESSAGE)
             if context.activity.channel_id == Channels.emulator:

@@ -24,6 +24,8 @@ from bot.faults import FaultInjection
 from bot.knowledge import KnowledgeBase
 from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
 from bot.settings import Settings
+from bot.storage import STORE_BLOB
+from bot.storage.blob import BlobStateStorage
 from telemetry import catalog
 from telemetry.aiohttp_server import AUTH_FAILURE, REJECTION
 from telemetry.wiring import Instrumentation
@@ -163,6 +165,10 @@ def create_app(
 ) -> web.Application:
     """The bot's web application. `instrumentation` (from telemetry.wiring.instrument) wraps it from outside."""
     hooks = instrumentation or Instrumentation()
+    network_store: BlobStateStorage | None = None
+    if storage is None and settings.state_store == STORE_BLOB:
+        # Built here (no I/O yet): its client belongs to the app's event loop and is closed with the app.
+        storage = network_store = BlobStateStorage.from_settings(settings, hooks.storage_observer)
     storage = storage or MemoryStorage()
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
@@ -189,6 +195,13 @@ def create_app(
             yield
 
     app.cleanup_ctx.append(channel_session)
+    if network_store is not None:
+        store = network_store
+
+        async def close_store(_: web.Application) -> None:
+            await store.aclose()
+
+        app.on_cleanup.append(close_store)
     app.router.add_route("*", MESSAGES_ROUTE, messages)
     app.router.add_get("/healthz", healthz)
     return app

@@ -16,6 +16,8 @@ from typing import Any
 
 from botbuilder.core import Storage
 
+from bot.storage import StateConflict
+
 DIALOG_STATE_PROPERTY = "DialogState"
 FEEDBACK_PROFILE_PROPERTY = "FeedbackProfile"
 
@@ -122,7 +124,7 @@ class SqliteStateStorage(Storage):
                 if new_etag == "":
                     raise Exception("storage.write(): etag missing")
                 if stored_etag is not None and new_etag is not None and new_etag not in ("*", stored_etag):
-                    raise KeyError(f"Etag conflict.\nOriginal: {new_etag}\r\nCurrent: {stored_etag}")
+                    raise StateConflict(f"Etag conflict.\nOriginal: {new_etag}\r\nCurrent: {stored_etag}")
                 etag = uuid.uuid4().hex
                 if isinstance(new_value, dict):
                     new_value["e_tag"] = etag
