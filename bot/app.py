@@ -26,6 +26,7 @@ from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
 from bot.settings import Settings
 from bot.storage import STORE_BLOB
 from bot.storage.blob import BlobStateStorage
+from bot.storage.turns import ConversationTurnGuard
 from telemetry import catalog
 from telemetry.aiohttp_server import AUTH_FAILURE, REJECTION
 from telemetry.wiring import Instrumentation
@@ -176,6 +177,7 @@ def create_app(
     dialog = FeedbackDialog(user_state, telemetry_client)
     bot = ChatBot(conversation_state, user_state, dialog, KnowledgeBase.load(), telemetry_client)
     faults = FaultInjection(settings.faults, telemetry_client)
+    turn_guard = ConversationTurnGuard(conversation_state, [user_state], hooks.storage_observer)
 
     # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.
     middlewares = [*hooks.http_middlewares, log_refusals]
@@ -189,7 +191,8 @@ def create_app(
             connector=connector, trace_configs=list(hooks.client_trace_configs)
         ) as session:
             # Telemetry first, so it sees what the fault injection does to a turn.
-            middleware = [*hooks.turn_middlewares, faults]
+            # The guard innermost: a turn it reruns is one turn for telemetry and fault injection.
+            middleware = [*hooks.turn_middlewares, faults, turn_guard]
             adapter = ChatAdapter(settings, session, conversation_state, middleware)
             app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter, faults=faults)
             yield

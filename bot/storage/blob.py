@@ -111,7 +111,9 @@ class BlobStateStorage(Storage):
     """botbuilder `Storage` on one Azure Blob Storage container, with optimistic concurrency on the blobs' ETags.
 
     read: items that exist, each with `e_tag` = the blob's ETag. write: an item with an e-tag is written only if the
-    blob still has that ETag (If-Match), else `StateConflict`; `"*"` or no e-tag overwrites. delete: gone or absent.
+    blob still has that ETag (If-Match), else `StateConflict`; `"*"` overwrites; no e-tag (an item read as absent)
+    creates, and is a `StateConflict` if the blob exists by then: the first turns of a new conversation racing on
+    two instances must not overwrite each other (botbuilder's MemoryStorage overwrites). delete: gone or absent.
     The container is created on first use if missing (and again if it disappears). Failures raise `StateStoreError`
     naming the account, the container and the cause; the next call tries again, so an outage ends without a restart.
     """
@@ -243,7 +245,9 @@ class BlobStateStorage(Storage):
             raise self._failure("writing an item", error) from error
         blob = self._container.get_blob_client(blob_name(key))
         conditions: dict[str, Any] = {}
-        if e_tag not in (None, "*"):
+        if e_tag is None:  # read as absent: create it, unless another turn created it meanwhile
+            conditions = {"match_condition": MatchConditions.IfMissing}
+        elif e_tag != "*":
             conditions = {"etag": e_tag, "match_condition": MatchConditions.IfNotModified}
 
         async def upload() -> Any:
@@ -255,6 +259,8 @@ class BlobStateStorage(Storage):
             result = await self._with_container(upload)
         except ResourceNotFoundError as error:  # If-Match on a blob deleted meanwhile: also a stale e-tag
             raise StateConflict("Etag conflict: writing an item: the item was deleted since it was read") from error
+        except ResourceExistsError as error:
+            raise StateConflict("Etag conflict: writing an item: the item was created since it was read") from error
         _set_e_tag(item, result["etag"])  # a second write in the same turn builds on this one
 
     async def delete(self, keys: list[str]) -> None:
