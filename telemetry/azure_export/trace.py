@@ -171,62 +171,12 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         }
         if span.kind is SpanKind.SERVER:
             name, base_type = _REQUEST_ENVELOPE_NAME, "RequestData"
-            data["responseCode"] = "0"
-            location_ip = sdk_trace_utils._get_location_ip(attributes)
-            if location_ip:
-                tags["ai.location.ip"] = location_ip
-            if is_http:
-                user_agent = sdk_trace_utils._get_user_agent(attributes)
-                if user_agent:
-                    tags["ai.user.userAgent"] = user_agent
-                url = request_url(attributes) or sdk_trace_utils._get_url_for_http_request(attributes)
-                data["url"] = url
-                if "http.route" in attributes:  # by the HTTP conventions, never `_OTHER` in a name
-                    tags["ai.operation.name"] = f"{'HTTP' if method == '_OTHER' else method} {attributes['http.route']}"
-                # Without a route the span's name stands (the method): the SDK would name it by the raw path, one
-                # operation per path a client makes up, and a path may hold personal data.
-                status = status_code(attributes)
-                data["responseCode"] = str(status)
-                data["success"] = span.status.is_ok and sdk_utils._is_status_code_success(status, is_trace=True)
-            if tags["ai.operation.name"]:
-                data["name"] = tags["ai.operation.name"][:1024]
-            data["responseCode"] = data["responseCode"][:1024]
-            if data.get("url"):
-                data["url"] = data["url"][:2048]
+            _fill_request(span, attributes, tags, data, method, is_http)
             if self._mark_requests and is_http:
                 extracted = {EXTRACTED_METRICS_MARKER: "True"}
         else:
             name, base_type = _REMOTE_DEPENDENCY_ENVELOPE_NAME, "RemoteDependencyData"
-            data["resultCode"] = "0"
-            target = sdk_trace_utils._get_target_for_dependency_from_peer(attributes)
-            if span.kind is SpanKind.INTERNAL:
-                data["type"] = "InProc"
-            elif is_http:
-                data["type"] = "HTTP"
-                user_agent = sdk_trace_utils._get_user_agent(attributes)
-                if user_agent:
-                    tags["ai.user.userAgent"] = user_agent
-                url = sdk_trace_utils._get_url_for_http_dependency(attributes)
-                if "http.route" in attributes:
-                    tags["ai.operation.name"] = f"{method} {attributes['http.route']}"
-                if url:
-                    data["data"] = url
-                target, path = sdk_trace_utils._get_target_and_path_for_http_dependency(attributes, url)
-                if path:
-                    data["name"] = tags["ai.operation.name"] = f"{method} {path}"
-                data["resultCode"] = str(status_code(attributes))
-            else:
-                data["type"] = "N/A"
-            if tags["ai.operation.name"]:
-                data["name"] = tags["ai.operation.name"][:1024]
-            elif data["name"]:
-                data["name"] = str(data["name"])[:1024]
-            data["resultCode"] = str(data["resultCode"])[:1024]
-            if data.get("data"):
-                data["data"] = str(data["data"])[:8192]
-            data["type"] = str(data["type"])[:1024]
-            if target:
-                data["target"] = str(target)[:1024]
+            _fill_dependency(span, attributes, tags, data, method, is_http)
         if catalog.OPERATION_NAME in attributes:  # an item inside a turn: named by the turn, as its request
             tags["ai.operation.name"] = attributes[catalog.OPERATION_NAME]
         properties = self._properties(attributes)
@@ -240,3 +190,77 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         if _SAMPLE_RATE_KEY in attributes:
             envelope["sampleRate"] = attributes[_SAMPLE_RATE_KEY]
         return envelope
+
+
+def _fill_request(
+    span: ReadableSpan,
+    attributes: Mapping[str, Any],
+    tags: dict[str, Any],
+    data: dict[str, Any],
+    method: Any,
+    is_http: bool,
+) -> None:
+    """The Request parts of a SERVER span's envelope, as the SDK fills them."""
+    data["responseCode"] = "0"
+    location_ip = sdk_trace_utils._get_location_ip(attributes)
+    if location_ip:
+        tags["ai.location.ip"] = location_ip
+    if is_http:
+        user_agent = sdk_trace_utils._get_user_agent(attributes)
+        if user_agent:
+            tags["ai.user.userAgent"] = user_agent
+        url = request_url(attributes) or sdk_trace_utils._get_url_for_http_request(attributes)
+        data["url"] = url
+        if "http.route" in attributes:  # by the HTTP conventions, never `_OTHER` in a name
+            tags["ai.operation.name"] = f"{'HTTP' if method == '_OTHER' else method} {attributes['http.route']}"
+        # Without a route the span's name stands (the method): the SDK would name it by the raw path, one
+        # operation per path a client makes up, and a path may hold personal data.
+        status = status_code(attributes)
+        data["responseCode"] = str(status)
+        data["success"] = span.status.is_ok and sdk_utils._is_status_code_success(status, is_trace=True)
+    if tags["ai.operation.name"]:
+        data["name"] = tags["ai.operation.name"][:1024]
+    data["responseCode"] = data["responseCode"][:1024]
+    if data.get("url"):
+        data["url"] = data["url"][:2048]
+
+
+def _fill_dependency(
+    span: ReadableSpan,
+    attributes: Mapping[str, Any],
+    tags: dict[str, Any],
+    data: dict[str, Any],
+    method: Any,
+    is_http: bool,
+) -> None:
+    """The RemoteDependency parts of a CLIENT or INTERNAL span's envelope, as the SDK fills them."""
+    data["resultCode"] = "0"
+    target = sdk_trace_utils._get_target_for_dependency_from_peer(attributes)
+    if span.kind is SpanKind.INTERNAL:
+        data["type"] = "InProc"
+    elif is_http:
+        data["type"] = "HTTP"
+        user_agent = sdk_trace_utils._get_user_agent(attributes)
+        if user_agent:
+            tags["ai.user.userAgent"] = user_agent
+        url = sdk_trace_utils._get_url_for_http_dependency(attributes)
+        if "http.route" in attributes:
+            tags["ai.operation.name"] = f"{method} {attributes['http.route']}"
+        if url:
+            data["data"] = url
+        target, path = sdk_trace_utils._get_target_and_path_for_http_dependency(attributes, url)
+        if path:
+            data["name"] = tags["ai.operation.name"] = f"{method} {path}"
+        data["resultCode"] = str(status_code(attributes))
+    else:
+        data["type"] = "N/A"
+    if tags["ai.operation.name"]:
+        data["name"] = tags["ai.operation.name"][:1024]
+    elif data["name"]:
+        data["name"] = str(data["name"])[:1024]
+    data["resultCode"] = str(data["resultCode"])[:1024]
+    if data.get("data"):
+        data["data"] = str(data["data"])[:8192]
+    data["type"] = str(data["type"])[:1024]
+    if target:
+        data["target"] = str(target)[:1024]
