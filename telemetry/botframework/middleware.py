@@ -68,30 +68,7 @@ class TurnTelemetryMiddleware(Middleware):
         # (OTEL_TRACES_SAMPLER) they are kept for the sampled turns only. Metrics count every turn.
         traced = span.is_recording()
         if traced:
-            user = self._hash(activity.from_property.id if activity.from_property else None)
-            attributes = {
-                catalog.CHANNEL: channel,
-                catalog.ACTIVITY_TYPE: activity_type,
-                catalog.LOCALE: locale_tag(activity),
-                catalog.CONVERSATION_HASH: conversation,
-                catalog.USER_HASH: user,
-                catalog.ENDUSER_PSEUDO_ID: user,
-                catalog.SESSION_ID: conversation,
-                catalog.ACTIVITY_ID: bounded_activity_id(activity),
-            }
-            received = {
-                "channelId": channel,
-                "activityId": bounded_activity_id(activity),
-                "activityType": activity_type,
-                "conversationId": conversation,
-                "fromId": user,
-                "locale": locale_tag(activity),
-            }
-            if self._text and activity.text:
-                attributes[catalog.MESSAGE_TEXT] = received["text"] = redact(activity.text)
-                log.info("UserMessage: %s", received["text"], extra=_PER_TURN)
-            span.set_attributes(attributes)
-            self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
+            self._describe_received(span, activity, channel, activity_type, conversation)
         if conversation:
             self._instruments.active_conversations.touch(conversation)
         if activity_type == ActivityTypes.message:
@@ -100,18 +77,7 @@ class TurnTelemetryMiddleware(Middleware):
             await logic()
         except Exception as error:
             outcome = catalog.OUTCOME_ERROR
-            error_type = qualified_type(error)
-            ids = (
-                activity.conversation.id if activity.conversation else None,
-                activity.from_property.id if activity.from_property else None,
-                activity.id,
-                activity.reply_to_id,
-            )
-            span.record_exception(error, attributes=masked_exception(error, ids, self._hash))
-            span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
-            span.set_attribute(catalog.ERROR_TYPE, error_type)
-            self._instruments.errors.add(1, {catalog.CHANNEL: channel, catalog.ERROR_TYPE: error_type})
-            turn_failed(error_type)
+            self._record_failure(span, activity, channel, error)
             handler = context.adapter.on_turn_error
             if handler is None:
                 raise
@@ -119,39 +85,96 @@ class TurnTelemetryMiddleware(Middleware):
             # botbuilder would run it: its replies and its time then belong to the turn that failed.
             await handler(context, error)
         finally:
-            elapsed = time.perf_counter() - start
-            intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
-            if intent not in catalog.INTENTS:
-                intent = catalog.INTENT_NONE
-            labels = (
-                (catalog.CHANNEL, channel),
-                (catalog.ACTIVITY_TYPE, activity_type),
-                (catalog.INTENT, intent),
-                (catalog.OUTCOME, outcome),
-            )
-            self._instruments.count_turn(1, labels)
-            self._instruments.record_turn_duration(elapsed, labels)
-            if traced:
-                ending: dict[str, str | int] = {catalog.INTENT: intent, catalog.OUTCOME: outcome}
-                dialog_id = record.dialog_id or context.turn_state.get(catalog.TURN_STATE_DIALOG)
-                if dialog_id:
-                    ending[catalog.DIALOG_ID] = str(dialog_id)
-                if record.replies:
-                    ending[catalog.REPLIES] = record.replies
-                span.set_attributes(ending)
-                log.info(
-                    "turn %s on %s: intent=%s outcome=%s replies=%d in %.1f ms",
-                    activity_type,
-                    channel,
-                    intent,
-                    outcome,
-                    record.replies,
-                    elapsed * 1000,
-                    extra=_PER_TURN,
-                )
+            self._record_turn(context, record, activity_type, outcome, time.perf_counter() - start, traced)
             if channel == "emulator":
                 await self._send_trace_activity(context, span, outcome)
             current_turn.reset(token)
+
+    def _describe_received(
+        self, span: trace.Span, activity: Activity, channel: str, activity_type: str, conversation: str
+    ) -> None:
+        """A traced turn's attributes, its BotMessageReceived event and, with text export on, the user's message."""
+        user = self._hash(activity.from_property.id if activity.from_property else None)
+        attributes = {
+            catalog.CHANNEL: channel,
+            catalog.ACTIVITY_TYPE: activity_type,
+            catalog.LOCALE: locale_tag(activity),
+            catalog.CONVERSATION_HASH: conversation,
+            catalog.USER_HASH: user,
+            catalog.ENDUSER_PSEUDO_ID: user,
+            catalog.SESSION_ID: conversation,
+            catalog.ACTIVITY_ID: bounded_activity_id(activity),
+        }
+        received = {
+            "channelId": channel,
+            "activityId": bounded_activity_id(activity),
+            "activityType": activity_type,
+            "conversationId": conversation,
+            "fromId": user,
+            "locale": locale_tag(activity),
+        }
+        if self._text and activity.text:
+            attributes[catalog.MESSAGE_TEXT] = received["text"] = redact(activity.text)
+            log.info("UserMessage: %s", received["text"], extra=_PER_TURN)
+        span.set_attributes(attributes)
+        self._telemetry.emit_event(catalog.EVENT_MESSAGE_RECEIVED.name, received)
+
+    def _record_failure(self, span: trace.Span, activity: Activity, channel: str, error: Exception) -> None:
+        """The exception on the turn's span (the ids in it masked), its error.type, and the error counter."""
+        error_type = qualified_type(error)
+        ids = (
+            activity.conversation.id if activity.conversation else None,
+            activity.from_property.id if activity.from_property else None,
+            activity.id,
+            activity.reply_to_id,
+        )
+        span.record_exception(error, attributes=masked_exception(error, ids, self._hash))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
+        span.set_attribute(catalog.ERROR_TYPE, error_type)
+        self._instruments.errors.add(1, {catalog.CHANNEL: channel, catalog.ERROR_TYPE: error_type})
+        turn_failed(error_type)
+
+    def _record_turn(
+        self,
+        context: TurnContext,
+        record: TurnInProgress,
+        activity_type: str,
+        outcome: str,
+        elapsed: float,
+        traced: bool,
+    ) -> None:
+        """The turn counted and timed by intent and outcome; a traced turn's span and log line say how it ended."""
+        channel = record.channel
+        intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
+        if intent not in catalog.INTENTS:
+            intent = catalog.INTENT_NONE
+        labels = (
+            (catalog.CHANNEL, channel),
+            (catalog.ACTIVITY_TYPE, activity_type),
+            (catalog.INTENT, intent),
+            (catalog.OUTCOME, outcome),
+        )
+        self._instruments.count_turn(1, labels)
+        self._instruments.record_turn_duration(elapsed, labels)
+        if not traced:
+            return
+        ending: dict[str, str | int] = {catalog.INTENT: intent, catalog.OUTCOME: outcome}
+        dialog_id = record.dialog_id or context.turn_state.get(catalog.TURN_STATE_DIALOG)
+        if dialog_id:
+            ending[catalog.DIALOG_ID] = str(dialog_id)
+        if record.replies:
+            ending[catalog.REPLIES] = record.replies
+        record.span.set_attributes(ending)
+        log.info(
+            "turn %s on %s: intent=%s outcome=%s replies=%d in %.1f ms",
+            activity_type,
+            channel,
+            intent,
+            outcome,
+            record.replies,
+            elapsed * 1000,
+            extra=_PER_TURN,
+        )
 
     async def _send_trace_activity(self, context: TurnContext, span: trace.Span, outcome: str) -> None:
         trace_id, span_id = _hex_ids(span)
