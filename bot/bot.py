@@ -108,7 +108,7 @@ class ChatBot(ActivityHandler):
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
         # Unsupported invokes keep botbuilder's answer, 501 (as every Bot Framework SDK does); a malformed
-        # adaptiveCard/action gets its 400 error in a form that can be sent (compat workaround 2).
+        # adaptiveCard/action gets its 400 error in a form that can be sent (bot/compat/invoke_responses.py).
         return compat.serialisable_invoke_response(await super().on_invoke_activity(turn_context))
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
