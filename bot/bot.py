@@ -19,9 +19,7 @@ from bot import compat
 from bot.dialogs import create_dialog_context
 from bot.knowledge import KnowledgeBase
 from bot.state import DIALOG_STATE_PROPERTY
-from telemetry.catalog import (
-    EVENT_KNOWLEDGE_ANSWER,
-    EVENT_KNOWLEDGE_FALLBACK,
+from bot.vocabulary import (
     INTENT_CANCEL,
     INTENT_DIALOG,
     INTENT_FALLBACK,
@@ -29,6 +27,8 @@ from telemetry.catalog import (
     INTENT_KNOWLEDGE,
     INTENT_NONE,
     INTENT_WELCOME,
+    KNOWLEDGE_ANSWER_EVENT,
+    KNOWLEDGE_FALLBACK_EVENT,
     TURN_STATE_DIALOG,
     TURN_STATE_INTENT,
 )
@@ -160,9 +160,9 @@ class ChatBot(ActivityHandler):
         entry = None if command.startswith("/") else self._knowledge.match(turn_context.activity.text)
         if entry is None:
             turn_context.turn_state[TURN_STATE_INTENT] = INTENT_FALLBACK
-            self._telemetry_client.track_event(EVENT_KNOWLEDGE_FALLBACK.name, {})
+            self._telemetry_client.track_event(KNOWLEDGE_FALLBACK_EVENT, {})
             await turn_context.send_activity(MessageFactory.text(FALLBACK_TEXT))
             return
         turn_context.turn_state[TURN_STATE_INTENT] = INTENT_KNOWLEDGE
-        self._telemetry_client.track_event(EVENT_KNOWLEDGE_ANSWER.name, {"topic": entry.id})
+        self._telemetry_client.track_event(KNOWLEDGE_ANSWER_EVENT, {"topic": entry.id})
         await turn_context.send_activity(MessageFactory.text(entry.answer))

@@ -93,3 +93,10 @@ AUTH_FAILURES = (
     AUTH_OTHER_SERVICE_URL,
     AUTH_OTHER,
 )
+
+# ---- what the bot reports through its BotTelemetryClient (described in telemetry/catalog.py) ---------------------
+KNOWLEDGE_ANSWER_EVENT = "KnowledgeAnswer"  # property: topic
+KNOWLEDGE_FALLBACK_EVENT = "KnowledgeFallback"
+FAULT_ERROR_RATIO_METRIC = "bot.faults.error_ratio"
+FAULT_DELAY_RATIO_METRIC = "bot.faults.delay_ratio"
+FAULT_DELAY_METRIC = "bot.faults.delay"

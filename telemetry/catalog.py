@@ -22,6 +22,9 @@ from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them cata
     AUTH_OTHER_SERVICE_URL,
     AUTH_WRONG_AUDIENCE,
     AUTH_WRONG_ISSUER,
+    FAULT_DELAY_METRIC,
+    FAULT_DELAY_RATIO_METRIC,
+    FAULT_ERROR_RATIO_METRIC,
     INTENT_CANCEL,
     INTENT_DIALOG,
     INTENT_FALLBACK,
@@ -30,6 +33,8 @@ from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them cata
     INTENT_NONE,
     INTENT_WELCOME,
     INTENTS,
+    KNOWLEDGE_ANSWER_EVENT,
+    KNOWLEDGE_FALLBACK_EVENT,
     REJECT_INVALID_JSON,
     REJECT_MEDIA_TYPE,
     REJECT_METHOD,
@@ -399,19 +404,19 @@ QUEUE_CAPACITY_LOGS = Metric(
     _PROCESSOR_ATTRIBUTES,
 )
 FAULT_ERROR_RATIO = Metric(
-    "bot.faults.error_ratio",
+    FAULT_ERROR_RATIO_METRIC,
     Instrument.GAUGE,
     "1",
     "Share of message turns the fault injection makes fail (0 = off; BOT_FAULT_ERROR_RATIO)",
 )
 FAULT_DELAY_RATIO = Metric(
-    "bot.faults.delay_ratio",
+    FAULT_DELAY_RATIO_METRIC,
     Instrument.GAUGE,
     "1",
     "Share of message turns the fault injection slows down (0 = off; BOT_FAULT_DELAY_RATIO)",
 )
 FAULT_DELAY = Metric(
-    "bot.faults.delay",
+    FAULT_DELAY_METRIC,
     Instrument.GAUGE,
     "s",
     "Delay the fault injection adds to a slowed turn (BOT_FAULT_DELAY_SECONDS)",
@@ -488,8 +493,8 @@ EVENT_WATERFALL_COMPLETE = Event("WaterfallComplete", "A waterfall dialog ended 
 EVENT_WATERFALL_CANCEL = Event(
     "WaterfallCancel", "A waterfall dialog was cancelled", ("DialogId", "StepName", "InstanceId")
 )
-EVENT_KNOWLEDGE_ANSWER = Event("KnowledgeAnswer", "The knowledge base answered a question", ("topic",))
-EVENT_KNOWLEDGE_FALLBACK = Event("KnowledgeFallback", "The bot did not understand a message", ())
+EVENT_KNOWLEDGE_ANSWER = Event(KNOWLEDGE_ANSWER_EVENT, "The knowledge base answered a question", ("topic",))
+EVENT_KNOWLEDGE_FALLBACK = Event(KNOWLEDGE_FALLBACK_EVENT, "The bot did not understand a message", ())
 
 EVENTS: tuple[Event, ...] = (
     EVENT_INITIALIZED,
