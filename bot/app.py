@@ -19,11 +19,11 @@ from botbuilder.schema import Activity, ActivityTypes
 from bot import compat, vocabulary
 from bot.adapter import ChatAdapter
 from bot.bot import ChatBot
-from bot.dialogs import FeedbackDialog
 from bot.faults import FaultInjection
 from bot.hooks import AUTH_FAILURE, REJECTION, Instrumentation, NoInstrumentation
-from bot.knowledge import KnowledgeBase
 from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
+from bot.routes import RouteFactory, shipped_routes
+from bot.routing import Router
 from bot.settings import Settings
 
 log = logging.getLogger("bot.app")
@@ -157,17 +157,19 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: Settings, instrumentation: Instrumentation | None = None, storage: Storage | None = None
+    settings: Settings,
+    instrumentation: Instrumentation | None = None,
+    storage: Storage | None = None,
+    routes: RouteFactory = shipped_routes,
 ) -> web.Application:
     """The bot's web application. `instrumentation` (telemetry's is telemetry.wiring.instrument) wraps it from
-    outside; without it no telemetry code is imported."""
+    outside; without it no telemetry code is imported. `routes` builds how messages are answered (bot/routes.py)."""
     hooks: Instrumentation = instrumentation or NoInstrumentation()
     storage = storage or MemoryStorage()
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()
-    dialog = FeedbackDialog(user_state, telemetry_client)
-    bot = ChatBot(conversation_state, user_state, dialog, KnowledgeBase.load(), telemetry_client)
+    bot = ChatBot(conversation_state, user_state, Router(routes(user_state, telemetry_client)), telemetry_client)
     faults = FaultInjection(settings.faults, telemetry_client)
 
     # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.

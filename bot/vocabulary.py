@@ -42,6 +42,11 @@ def register_intent(name: str) -> str:
     return name
 
 
+def is_known_intent(name: str) -> bool:
+    """Whether `name` was registered (read for every turn, so without copying the set)."""
+    return name in _REGISTERED
+
+
 def known_intents() -> frozenset[str]:
     """Every intent registered so far: the shipped ones and those of the routes created in this process."""
     return frozenset(_REGISTERED)

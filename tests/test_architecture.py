@@ -8,6 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+from aiohttp import web
+from botbuilder.core import BotTelemetryClient, UserState
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.app import create_app
+from bot.routes import shipped_routes
+from bot.routing import Route, Turn, commands
+from bot.settings import Settings
+from telemetry import catalog
+from telemetry.config import TelemetryConfig
+from telemetry.setup import configure
+from telemetry.wiring import instrument
+
 ROOT = Path(__file__).resolve().parent.parent
 TELEMETRY_PACKAGES = ("telemetry", "opentelemetry", "prometheus_client", "psutil")
 
@@ -52,3 +67,56 @@ def test_the_app_without_telemetry_imports_no_telemetry_code() -> None:
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert (outcome["status"], outcome["replies"]) == (200, 1)  # the turn ran: help answered
     assert outcome["loaded"] == []
+
+
+def _weather_routes(user_state: UserState, telemetry_client: BotTelemetryClient) -> list[Route]:
+    """The shipped routes and one more intent: all a new intent takes (what bot/routes.py would hold)."""
+
+    async def forecast(turn: Turn) -> None:
+        await turn.context.send_activity("Sunny, as always on 127.0.0.1.")
+
+    return [Route("weather", commands("weather", "forecast"), forecast), *shipped_routes(user_state, telemetry_client)]
+
+
+async def test_an_intent_added_as_a_route_reaches_the_metrics_by_name(azure_sdk_offline: None) -> None:
+    telemetry = configure(TelemetryConfig.from_env({"BOT_TELEMETRY_HASH_KEY": "k"}), console=False)
+    app = create_app(Settings.from_env({"PORT": "0"}), instrument(telemetry), routes=_weather_routes)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/messages"
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for number, text in enumerate(["weather", "Forecast!", "help"]):
+                activity = {**_EXPECT_REPLIES, "id": str(number), "text": text}
+                async with session.post(url, json=activity) as response:
+                    assert response.status == 200
+                    answers.append((await response.json())["activities"][0]["text"])
+        exposition = generate_latest(telemetry.prometheus_registry).decode()
+    finally:
+        await runner.cleanup()
+        telemetry.shutdown()
+    turns = {
+        sample.labels[_label(catalog.INTENT)]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == catalog.TURNS.prometheus_name
+    }
+    assert answers[:2] == ["Sunny, as always on 127.0.0.1."] * 2
+    assert turns == {"weather": 2.0, catalog.INTENT_HELP: 1.0}
+
+
+def _label(attribute: str) -> str:
+    return attribute.replace(".", "_")
+
+
+_EXPECT_REPLIES = {
+    "type": "message",
+    "channelId": "test",
+    "deliveryMode": "expectReplies",
+    "serviceUrl": "http://127.0.0.1:9",
+    "conversation": {"id": "c"},
+    "from": {"id": "u"},
+    "recipient": {"id": "b"},
+}
