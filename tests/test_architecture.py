@@ -4,6 +4,7 @@ bot's hooks and vocabulary, and the architecture document names files that exist
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,36 @@ _EXPECT_REPLIES = {
     "from": {"id": "u"},
     "recipient": {"id": "b"},
 }
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+_REPO_PATH = re.compile(r"(?<![\w/.])((?:bot|telemetry|tests|docs|infra|loadtest)/[\w./-]*[\w/])|(\.env\.example)")
+# The kinds of change a newcomer asks about; each must have a row in the "to add X, touch Y" table.
+CHANGES = ("intent", "dialog", "metric", "exporter", "workaround", "alert", "dashboard panel", "setting")
+
+
+def named_paths(markdown: str) -> set[str]:
+    """Every repository path the page names, in its text, its tables and its diagram."""
+    return {"".join(match.groups("")) for match in _REPO_PATH.finditer(markdown)}
+
+
+def test_every_file_the_architecture_page_names_exists() -> None:
+    paths = named_paths(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert len(paths) > 30  # the page does name the files (the pattern still finds them)
+    missing = sorted(path for path in paths if not (ROOT / path).exists())
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+
+
+def test_the_path_check_catches_a_renamed_file() -> None:
+    assert named_paths("see `bot/compat.py` and bot/routes.py: and (`.env.example`)") == {
+        "bot/compat.py",
+        "bot/routes.py",
+        ".env.example",
+    }
+    assert not (ROOT / "bot" / "compat.py").exists()
+
+
+def test_the_table_says_where_each_kind_of_change_goes() -> None:
+    rows = [line for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines() if line.startswith("| a")]
+    for change in CHANGES:
+        assert any(change in row.split("|")[1] for row in rows), f"no row for adding a {change}"
