@@ -11,8 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +24,8 @@ import numpy as np
 import pytest
 from matplotlib.dates import num2date
 
+from loadtest.rig.ports import free_port
+from loadtest.rig.processes import Child
 from telemetry import catalog
 from telemetry.catalog import Instrument
 from telemetry.weekly import analysis, charts, cli, client, collect, queries, sections, windows
@@ -76,19 +76,13 @@ ENOUGH_EVALUATIONS = 14  # rule evaluations with traffic before the report runs
 LOCAL = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def prometheus_binary() -> str:
     path = shutil.which("prometheus")
     assert path, "prometheus is not installed (Debian package `prometheus`)"
     return path
 
 
-class PrometheusServer:
+class PrometheusServer(Child):
     """One Prometheus process on an ephemeral port; `stop()` in a finally."""
 
     def __init__(self, workdir: Path, scrape_target: str) -> None:
@@ -109,30 +103,16 @@ class PrometheusServer:
         }
         config_file = workdir / "prometheus.yml"
         config_file.write_text(json.dumps(config))  # JSON is YAML
-        self.log = workdir / "prometheus.log"
-        self._log_handle = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [
-                prometheus_binary(),
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-        )
+        command = [
+            prometheus_binary(),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        super().__init__("prometheus", command, workdir / "prometheus.log")
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log_handle.close()
+        return self.log_tail(40)
 
 
 async def query(session: aiohttp.ClientSession, url: str, promql: str) -> list[dict[str, Any]]:

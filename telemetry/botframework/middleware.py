@@ -11,6 +11,7 @@ from botbuilder.core import Middleware, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 from opentelemetry import trace
 
+from bot.vocabulary import is_known_intent
 from telemetry import catalog
 from telemetry.botframework.activity import activity_type_label, bounded_activity_id, channel_label, locale_tag
 from telemetry.botframework.masking import masked_exception
@@ -146,7 +147,7 @@ class TurnTelemetryMiddleware(Middleware):
         """The turn counted and timed by intent and outcome; a traced turn's span and log line say how it ended."""
         channel = record.channel
         intent = context.turn_state.get(catalog.TURN_STATE_INTENT) or catalog.INTENT_NONE
-        if intent not in catalog.INTENTS:
+        if not is_known_intent(intent):  # the bot registers its intents (bot/routing.py): bounded labels
             intent = catalog.INTENT_NONE
         labels = (
             (catalog.CHANNEL, channel),
