@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from botbuilder.core import Storage
+    from botbuilder.core import Storage, TurnContext
 
     from bot.settings import Settings
 
@@ -62,15 +62,25 @@ class StorageCall:
 
 
 class StorageObserver(Protocol):
-    """Told about every backend call (telemetry/storage.py traces and measures them)."""
+    """Told about every backend call and every turn the guard reran or skipped (telemetry/storage.py)."""
 
     def observe(self, call: StorageCall, target: StoreTarget) -> contextlib.AbstractContextManager[None]: ...
+
+    def rerun(self, context: TurnContext) -> None: ...
+
+    def redelivery(self, context: TurnContext) -> None: ...
 
 
 class NoObserver:
     @contextlib.contextmanager
     def observe(self, call: StorageCall, target: StoreTarget) -> Iterator[None]:
         yield
+
+    def rerun(self, context: TurnContext) -> None:
+        pass
+
+    def redelivery(self, context: TurnContext) -> None:
+        pass
 
 
 def is_conflict(error: BaseException) -> bool:

@@ -28,12 +28,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from botbuilder.core import BotState, ConversationState, Middleware, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
 
-from bot.storage import is_conflict
+from bot.storage import NoObserver, StorageObserver, is_conflict
 
 log = logging.getLogger("bot.storage.turns")
 
@@ -42,12 +42,6 @@ PROCESSED_WINDOW = 64
 MAX_TURN_RUNS = 6
 # Between reruns: short and jittered, so two instances retrying the same conversation do not collide again.
 RERUN_BACKOFF_SECONDS = 0.01
-
-
-class TurnGuardObserver(Protocol):
-    def rerun(self, context: TurnContext) -> None: ...
-
-    def redelivery(self, context: TurnContext) -> None: ...
 
 
 class StateConflictError(RuntimeError):
@@ -59,12 +53,12 @@ class ConversationTurnGuard(Middleware):
         self,
         conversation_state: ConversationState,
         other_states: Sequence[BotState] = (),
-        observer: TurnGuardObserver | None = None,
+        observer: StorageObserver | None = None,
     ) -> None:
         self._conversation_state = conversation_state
         self._states: tuple[BotState, ...] = (conversation_state, *other_states)
         self._processed = conversation_state.create_property(PROCESSED_PROPERTY)
-        self._observer = observer
+        self._observer = observer or NoObserver()
         self._local: dict[str, list[Any]] = {}  # conversation id -> [lock, turns holding or awaiting it]
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
@@ -99,8 +93,7 @@ class ConversationTurnGuard(Middleware):
                 processed: list[str] = await self._processed.get(context, list)
                 if activity.id in processed:
                     log.info("activity delivered again; answered before, so not again")
-                    if self._observer is not None:
-                        self._observer.redelivery(context)
+                    self._observer.redelivery(context)
                     return []
                 processed.append(activity.id)
                 del processed[:-PROCESSED_WINDOW]
@@ -121,8 +114,7 @@ class ConversationTurnGuard(Middleware):
                 if run == MAX_TURN_RUNS:
                     raise StateConflictError(f"the conversation changed under this turn {run} times") from error
                 context.buffered_reply_activities.clear()
-                if self._observer is not None:
-                    self._observer.rerun(context)
+                self._observer.rerun(context)
                 await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * run))
                 continue
             finally:
