@@ -15,6 +15,7 @@ from bot import compat, fastpath
 from bot.fastpath.schema_codec import FastTurnResults
 from bot.settings import Settings
 from bot.storage import StateStoreError
+from bot.storage.turns import StateConflictError
 
 log = logging.getLogger("bot.adapter")
 
@@ -46,6 +47,9 @@ class ChatAdapter(compat.AsyncChannelReplies, FastTurnResults, CloudAdapter):
         The exception itself is already on the turn's span (the telemetry middleware saw it pass)."""
         # No traceback here: the exception is recorded once, on the turn's span (Application Insights `exceptions`).
         log.error("unhandled error in a %s turn: %s", context.activity.type, type(error).__name__)
+        if isinstance(error, StateStoreError | StateConflictError):
+            # These messages name the store and the cause, never an id or a text: the operator's first clue.
+            log.error("%s", error)
         if self._conversation_state is not None:
             # The conversation state may be what broke the turn (a dialog stuck in an error loop): start afresh.
             await self._conversation_state.clear_state(context)

@@ -27,6 +27,7 @@ from bot.routing import Router
 from bot.settings import Settings
 from bot.storage import STORE_BLOB
 from bot.storage.blob import BlobStateStorage
+from bot.storage.observed import ObservedStorage
 from bot.storage.turns import ConversationTurnGuard
 
 log = logging.getLogger("bot.app")
@@ -173,6 +174,8 @@ def create_app(
         # Built here (no I/O yet): its client belongs to the app's event loop and is closed with the app.
         storage = network_store = BlobStateStorage.from_settings(settings, hooks.storage_observer)
     storage = storage or MemoryStorage()
+    if hooks.storage_observer is not None and not isinstance(storage, BlobStateStorage):  # that one observes itself
+        storage = ObservedStorage(storage, settings.state_store, hooks.storage_observer)
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()

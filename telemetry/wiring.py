@@ -6,15 +6,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware
 from yarl import URL
 
+from telemetry import catalog
 from telemetry.aiohttp_server import server_middleware
 from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, channel_reply_telemetry
 from telemetry.setup import Telemetry
+from telemetry.storage import StorageTelemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
 # A path segment of a serviceUrl kept as it is: short lowercase words such as Teams' regional "/amer/" or "/teams/".
@@ -56,7 +57,7 @@ class TelemetryHooks:
     telemetry_client: BotTelemetryClient | None = None
     client_trace_configs: Sequence[aiohttp.TraceConfig] = field(default_factory=tuple)
     # bot.storage.StorageObserver: traces and measures every call of a network state store (telemetry/storage.py)
-    storage_observer: Any = None
+    storage_observer: StorageTelemetry | None = None
 
 
 def instrument(telemetry: Telemetry) -> TelemetryHooks:
@@ -69,4 +70,8 @@ def instrument(telemetry: Telemetry) -> TelemetryHooks:
         turn_middlewares=(TurnTelemetryMiddleware(telemetry),),
         telemetry_client=OpenTelemetryBotTelemetryClient(telemetry),
         client_trace_configs=(channel_reply_telemetry(telemetry.tracer, telemetry.instruments, reply_url),),
+        storage_observer=StorageTelemetry(
+            telemetry.tracer,
+            telemetry.meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, telemetry.config.service_version),
+        ),
     )

@@ -18,10 +18,12 @@ from bot.settings import ConfigError, Settings
 from bot.storage import StateConflict, StateStoreError
 from bot.storage.blob import BlobStateStorage, blob_name
 from bot.storage.codec import StateCodecError, dumps, loads
+from telemetry import catalog
 from tests.support.azurite import Azurite, running_azurite
 from tests.support.botserver import running_bot
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
+from tests.support.ingestion import IngestionStandIn
 
 BLOB = {"BOT_STATE_STORE": "blob", "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
 
@@ -233,3 +235,57 @@ async def test_a_storage_outage_is_the_usual_apology_and_the_bot_recovers(
         comment = await user.expect_replies("4")
         assert "Any comment" in " ".join(_texts(comment))
         assert "You rated me 4/5" in " ".join(_texts(await user.expect_replies("skip")))
+
+
+async def test_every_blob_call_is_a_storage_dependency_of_its_turn_and_is_measured(
+    azurite: Azurite, channel: ChannelStandIn, ingestion: IngestionStandIn, azure_sdk_offline: None
+) -> None:
+    env = {"BOT_STATE_STORE": "blob", "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    async with (
+        running_bot(env, connection_string=ingestion.connection_string) as bot,
+        EmulatorClient(bot.messages_url, channel.service_url) as user,
+    ):
+        assert (await user.expect_replies("feedback")).status == 200
+        azurite.stop()
+        assert _texts(await user.expect_replies("4")) == [ERROR_MESSAGE]
+        azurite.start()
+        bot.flush()
+        requests = await ingestion.wait_for_async(
+            lambda envelopes: [e for e in envelopes if e["data"]["baseType"] == "RequestData"][:2] or None,
+            message="the two turns' Requests",
+        )
+        assert len(requests) == 2
+        first, failed = requests
+        storage = [
+            e
+            for e in ingestion.envelopes
+            if e["data"]["baseType"] == "RemoteDependencyData"
+            and e["data"]["baseData"].get("type") == catalog.AZURE_NAMESPACE_STORAGE
+        ]
+
+        def calls_of(request: dict[str, Any]) -> list[dict[str, Any]]:
+            operation = request["tags"]["ai.operation.id"]
+            return [e["data"]["baseData"] for e in storage if e["tags"]["ai.operation.id"] == operation]
+
+        # The first turn: the container created, conversation and user state read (botbuilder reads an empty state
+        # again at each use), the state written.
+        names = sorted(call["name"] for call in calls_of(first))
+        assert names.count(catalog.SPAN_STATE_CREATE_CONTAINER) == 1, names
+        assert names.count(catalog.SPAN_STATE_READ) >= 2, names
+        assert names.count(catalog.SPAN_STATE_WRITE) >= 1, names
+        assert all(call["success"] for call in calls_of(first)), "a 404 for a new conversation is no failure"
+        outcomes = {call["properties"][catalog.STATE_OUTCOME] for call in calls_of(first)}
+        assert outcomes == {"success", "not_found"}
+        # The outage: failed dependencies, each saying what failed.
+        failures = [call for call in calls_of(failed) if not call["success"]]
+        assert failures
+        assert {call["properties"][catalog.STATE_OUTCOME] for call in failures} == {"error"}
+
+        failed_reads = await bot.total(
+            "bot_state_operation_duration_seconds_count",
+            bot_state_store="blob",
+            bot_state_operation="read",
+            bot_state_outcome="error",
+        )
+        assert failed_reads >= 1
+        assert await bot.total("bot_state_operation_duration_seconds_count", bot_state_outcome="success") >= 3

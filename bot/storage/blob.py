@@ -34,6 +34,7 @@ from bot.storage import (
     OUTCOME_CONFLICT,
     OUTCOME_ERROR,
     OUTCOME_NOT_FOUND,
+    STORE_BLOB,
     NoObserver,
     StateConflict,
     StateStoreError,
@@ -126,7 +127,7 @@ class BlobStateStorage(Storage):
         self._create_lock = asyncio.Lock()
         url = urlsplit(container.url)
         self.target = StoreTarget(
-            system="azure_blob",
+            system=STORE_BLOB,
             server_address=url.hostname or "",
             server_port=url.port,
             container=container.container_name,

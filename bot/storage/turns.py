@@ -39,8 +39,9 @@ log = logging.getLogger("bot.storage.turns")
 
 PROCESSED_PROPERTY = "ProcessedActivityIds"
 PROCESSED_WINDOW = 64
-MAX_TURN_RUNS = 6
-# Between reruns: short and jittered, so two instances retrying the same conversation do not collide again.
+MAX_TURN_RUNS = 10
+# Between reruns: jittered and doubling (10 ms, 20 ms, ... 640 ms at most), so that a turn on a slow instance is not
+# starved by a quick series of turns of the same conversation on another.
 RERUN_BACKOFF_SECONDS = 0.01
 
 
@@ -110,12 +111,12 @@ class ConversationTurnGuard(Middleware):
                 if self._fingerprints(context) != saved_before:
                     raise StateConflictError(
                         "the conversation changed after part of this turn's state was saved"
-                    ) from error
+                    ) from error  # (its conversation state saved, its user state stale)
                 if run == MAX_TURN_RUNS:
                     raise StateConflictError(f"the conversation changed under this turn {run} times") from error
                 context.buffered_reply_activities.clear()
                 self._observer.rerun(context)
-                await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * run))
+                await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * 2 ** min(run, 6)))
                 continue
             finally:
                 if hold_replies:
