@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 WEEKLY = ROOT / "telemetry" / "weekly"
-PROJECT_PACKAGES = ("bot", "telemetry")
+OWN_PACKAGES = frozenset({"bot", "telemetry", "loadtest", "tests"})
 
 
 def canonical(name: str) -> str:
@@ -30,8 +30,8 @@ def canonical(name: str) -> str:
 
 
 def imported_modules(paths: Iterable[Path]) -> set[str]:
-    """Absolute imports of other packages than the project's own (PROJECT_PACKAGES) and the standard library;
-    `from a import b` gives `a.b` (b may be a module of a namespace package such as `opentelemetry`)."""
+    """Absolute imports of other packages than the project's own and the standard library; `from a import b` gives
+    `a.b` (b may be a module of a namespace package such as `opentelemetry`)."""
     found: set[str] = set()
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -41,8 +41,7 @@ def imported_modules(paths: Iterable[Path]) -> set[str]:
                 names = [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
-            # Telemetry imports the bot's vocabulary and hooks: the project's own, installed with it.
-            found |= {name for name in names if name.split(".")[0] not in {*sys.stdlib_module_names, *PROJECT_PACKAGES}}
+            found |= {name for name in names if name.split(".")[0] not in {*sys.stdlib_module_names, *OWN_PACKAGES}}
     return found
 
 
