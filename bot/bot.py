@@ -1,4 +1,4 @@
-"""The bot's turn logic: commands, the feedback dialog and knowledge-base answers."""
+"""The bot's turn logic: the welcome, the failure drill, and every message handed to its router (bot/routes.py)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,13 @@ from botbuilder.core import (
     TurnContext,
     UserState,
 )
-from botbuilder.dialogs import Dialog
 from botbuilder.schema import ActionTypes, Activity, CardAction, ChannelAccount
 
 from bot import compat
-from bot.dialogs import create_dialog_context
-from bot.knowledge import KnowledgeBase
+from bot.routing import Router, Turn
 from bot.state import DIALOG_STATE_PROPERTY
-from telemetry.catalog import (
-    EVENT_KNOWLEDGE_ANSWER,
-    EVENT_KNOWLEDGE_FALLBACK,
-    INTENT_CANCEL,
-    INTENT_DIALOG,
-    INTENT_FALLBACK,
-    INTENT_HELP,
-    INTENT_KNOWLEDGE,
-    INTENT_NONE,
-    INTENT_WELCOME,
-    TURN_STATE_DIALOG,
-    TURN_STATE_INTENT,
-)
+from bot.vocabulary import INTENT_NONE, INTENT_WELCOME, TURN_STATE_INTENT
 
-HELP_COMMANDS = frozenset({"help", "?"})
-CANCEL_COMMANDS = frozenset({"cancel"})
-FEEDBACK_COMMANDS = frozenset({"feedback", "survey", "rate"})
 FAIL_COMMAND = "/fail"
 # The failure drill only runs where a developer is at the keyboard, never on a production channel.
 FAIL_DRILL_CHANNELS = frozenset({"emulator", "test"})
@@ -43,15 +26,6 @@ FAIL_DRILL_CHANNELS = frozenset({"emulator", "test"})
 WELCOME_TEXT = (
     "Welcome! I answer questions about myself and about how I'm monitored (traces, metrics, alerts, logs). "
     "Type `feedback` to rate me, or `help` to see everything I can do."
-)
-HELP_TEXT = (
-    "Here is what I can do:\n\n"
-    "- Answer questions about me, e.g. *what are you?* or *what can you do?*\n"
-    "- Answer questions about monitoring me, e.g. *where are the metrics?*, *which alerts exist?* or "
-    "*how do I find a turn in Application Insights?*\n"
-    "- `feedback` (or `survey`, `rate`): rate me from 1 to 5\n"
-    "- `cancel`: stop what we are doing\n"
-    "- `help`: show this list"
 )
 # Offered with the welcome: one tap asks a question or starts the survey (Web Chat shows them as buttons).
 WELCOME_ACTIONS = (
@@ -63,9 +37,6 @@ WELCOME_ACTIONS = (
 # Line may announce the user in a conversationUpdate only once they speak, and Direct Line emulators such as
 # offline-directline announce nobody (membersAdded is empty), so without it Web Chat shows no welcome.
 WEB_CHAT_JOIN_EVENT = "webchat/join"
-CANCELLED_TEXT = "Cancelled. What else can I do for you?"
-NOTHING_TO_CANCEL_TEXT = "There is nothing to cancel."
-FALLBACK_TEXT = "Sorry, I didn't understand that. Type `help` to see what I can do."
 
 
 class SimulatedFailure(RuntimeError):
@@ -86,16 +57,14 @@ class ChatBot(ActivityHandler):
         self,
         conversation_state: ConversationState,
         user_state: UserState,
-        dialog: Dialog,
-        knowledge: KnowledgeBase,
+        router: Router,
         telemetry_client: BotTelemetryClient | None = None,
     ) -> None:
         if conversation_state is None or user_state is None:
             raise TypeError("ChatBot needs a ConversationState and a UserState")
         self._conversation_state = conversation_state
         self._user_state = user_state
-        self._dialog = dialog
-        self._knowledge = knowledge
+        self._router = router
         self._telemetry_client = telemetry_client or NullTelemetryClient()
         self._dialog_state = conversation_state.create_property(DIALOG_STATE_PROPERTY)
 
@@ -108,7 +77,7 @@ class ChatBot(ActivityHandler):
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
         # Unsupported invokes keep botbuilder's answer, 501 (as every Bot Framework SDK does); a malformed
-        # adaptiveCard/action gets its 400 error in a form that can be sent (compat workaround 2).
+        # adaptiveCard/action gets its 400 error in a form that can be sent (bot/compat/invoke_responses.py).
         return compat.serialisable_invoke_response(await super().on_invoke_activity(turn_context))
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
@@ -129,40 +98,5 @@ class ChatBot(ActivityHandler):
         command = _command(turn_context.activity.text)
         if command == FAIL_COMMAND and turn_context.activity.channel_id in FAIL_DRILL_CHANNELS:
             raise SimulatedFailure("simulated failure requested with /fail")
-
-        dialog_context = await create_dialog_context(self._dialog, turn_context, self._dialog_state)
-        if command in CANCEL_COMMANDS:
-            cancelled = dialog_context.active_dialog is not None
-            if cancelled:
-                await dialog_context.cancel_all_dialogs()
-            turn_context.turn_state[TURN_STATE_INTENT] = INTENT_CANCEL
-            await turn_context.send_activity(
-                MessageFactory.text(CANCELLED_TEXT if cancelled else NOTHING_TO_CANCEL_TEXT)
-            )
-        elif dialog_context.active_dialog is not None:
-            self._set_dialog_intent(turn_context)
-            await dialog_context.continue_dialog()
-        elif command in HELP_COMMANDS:
-            turn_context.turn_state[TURN_STATE_INTENT] = INTENT_HELP
-            await turn_context.send_activity(MessageFactory.text(HELP_TEXT))
-        elif command in FEEDBACK_COMMANDS:
-            self._set_dialog_intent(turn_context)
-            await dialog_context.begin_dialog(self._dialog.id)
-        else:
-            await self._answer(turn_context, command)
-
-    def _set_dialog_intent(self, turn_context: TurnContext) -> None:
-        turn_context.turn_state[TURN_STATE_INTENT] = INTENT_DIALOG
-        turn_context.turn_state[TURN_STATE_DIALOG] = self._dialog.id
-
-    async def _answer(self, turn_context: TurnContext, command: str) -> None:
-        # Slash commands are never questions, so an unknown one (or /fail off the drill channels) falls back.
-        entry = None if command.startswith("/") else self._knowledge.match(turn_context.activity.text)
-        if entry is None:
-            turn_context.turn_state[TURN_STATE_INTENT] = INTENT_FALLBACK
-            self._telemetry_client.track_event(EVENT_KNOWLEDGE_FALLBACK.name, {})
-            await turn_context.send_activity(MessageFactory.text(FALLBACK_TEXT))
-            return
-        turn_context.turn_state[TURN_STATE_INTENT] = INTENT_KNOWLEDGE
-        self._telemetry_client.track_event(EVENT_KNOWLEDGE_ANSWER.name, {"topic": entry.id})
-        await turn_context.send_activity(MessageFactory.text(entry.answer))
+        dialogs = await self._router.dialog_context(turn_context, self._dialog_state)
+        await self._router.route(Turn(turn_context, command, dialogs, self._telemetry_client))

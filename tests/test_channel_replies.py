@@ -1,6 +1,6 @@
-"""Telemetry of the bot's requests to channels (telemetry/botframework.py:channel_reply_telemetry): the CLIENT span of
-a traced turn's reply is the one the aiohttp client instrumentation makes under the current HTTP conventions, every
-reply is timed, and replies of untraced turns cost no span and carry no trace headers."""
+"""Telemetry of the bot's requests to channels (telemetry/botframework/replies.py:channel_reply_telemetry): the
+CLIENT span of a traced turn's reply is the one the aiohttp client instrumentation makes under the current HTTP
+conventions, every reply is timed, and replies of untraced turns cost no span and carry no trace headers."""
 
 from __future__ import annotations
 

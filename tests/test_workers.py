@@ -27,9 +27,10 @@ from bot.app import create_app
 from bot.dialogs.feedback_dialog import COMMENT_PROMPT, RATING_PROMPT
 from bot.settings import ConfigError, Settings
 from bot.state import SqliteStateStorage
-from bot.workers import metrics_proxy, worker_environment
+from bot.workers import worker_environment
 from loadtest.rig import exposition
 from telemetry import catalog
+from telemetry.worker_metrics import metrics_proxy
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async

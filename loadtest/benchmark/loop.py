@@ -65,22 +65,22 @@ async def measure(port: int, users: int, turns: int, threshold: float) -> dict[s
     from bot.app import create_app
     from bot.runtime import tune_after_start
     from bot.settings import Settings
+    from telemetry.config import TelemetryConfig
     from telemetry.prometheus import metrics_app
     from telemetry.setup import configure
     from telemetry.wiring import instrument
 
     outside = f"http://127.0.0.1:{port}"
     storage = tempfile.mkdtemp(prefix="loop-benchmark-")
-    settings = Settings.from_env(
-        {
-            "PORT": "0",
-            "BOT_TELEMETRY_HASH_KEY": "benchmark",
-            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string(outside),
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": storage,
-        }
-    )
-    telemetry = configure(settings.telemetry, console=False)
+    env = {
+        "PORT": "0",
+        "BOT_TELEMETRY_HASH_KEY": "benchmark",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string(outside),
+        "BOT_TELEMETRY_STORAGE_DIRECTORY": storage,
+    }
+    settings = Settings.from_env(env)
+    telemetry = configure(TelemetryConfig.from_env(env), console=False)
     runners = [
         web.AppRunner(create_app(settings, instrument(telemetry)), handle_signals=False),
         web.AppRunner(metrics_app(telemetry.prometheus_registry), handle_signals=False),

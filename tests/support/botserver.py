@@ -21,6 +21,7 @@ from bot.faults import FaultInjection
 from bot.settings import Settings
 from loadtest.rig import exposition
 from telemetry.catalog import Metric
+from telemetry.config import TelemetryConfig
 from telemetry.prometheus import metrics_app
 from telemetry.setup import Telemetry, configure
 from telemetry.wiring import instrument
@@ -62,15 +63,21 @@ class RunningBot:
         return exposition.total(await self.scrape(), metric, **labels)
 
 
+# Every turn traced (the default caps traces per second): tests look at each turn's spans.
+TEST_ENV = {
+    "PORT": "0",
+    "BOT_METRICS_PORT": "0",
+    "BOT_TELEMETRY_HASH_KEY": "test-key",
+    "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+}
+
+
 def settings_from(env: Mapping[str, str]) -> Settings:
-    # Every turn traced (the default caps traces per second): tests look at each turn's spans.
-    base = {
-        "PORT": "0",
-        "BOT_METRICS_PORT": "0",
-        "BOT_TELEMETRY_HASH_KEY": "test-key",
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-    }
-    return Settings.from_env({**base, **env})
+    return Settings.from_env({**TEST_ENV, **env})
+
+
+def telemetry_config_from(env: Mapping[str, str]) -> TelemetryConfig:
+    return TelemetryConfig.from_env({**TEST_ENV, **env})
 
 
 @contextlib.asynccontextmanager
@@ -85,10 +92,10 @@ async def running_bot(
     settings = settings_from(environment)
     spans = InMemorySpanExporter()
     logs = InMemoryLogRecordExporter()
-    telemetry = configure(settings.telemetry, span_exporters=[spans], log_exporters=[logs])
+    telemetry = configure(telemetry_config_from(environment), span_exporters=[spans], log_exporters=[logs])
     app = create_app(settings, instrument(telemetry))
     bot_runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=settings.idle_timeout_seconds)
-    openmetrics = settings.telemetry.prometheus_exemplars
+    openmetrics = telemetry.config.prometheus_exemplars
     metrics_runner = web.AppRunner(
         metrics_app(telemetry.prometheus_registry, openmetrics=openmetrics), handle_signals=False
     )
