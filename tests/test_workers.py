@@ -388,8 +388,7 @@ async def test_sigterm_stops_every_process_and_each_worker_flushes_its_telemetry
     tmp_path: Path, ingestion: IngestionStandIn, azure_sdk_offline: None
 ) -> None:
     extra = {
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-        "BOT_TELEMETRY_STORAGE_DIRECTORY": str(tmp_path / "ai-storage"),
+        **ingestion.export_settings(tmp_path / "ai-storage"),
     }
     cwd = tmp_path / "cwd"
     cwd.mkdir()
