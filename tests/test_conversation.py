@@ -61,12 +61,12 @@ async def test_a_whole_conversation_is_answered_and_counted(
 
     turns = 9  # conversationUpdate + 8 messages
     bot.flush()
-    assert await bot.total("bot_turns_total") == turns
+    assert await bot.total(catalog.TURNS) == turns
     assert await bot.total("bot_turn_duration_seconds_count") == turns
     assert await bot.total("bot_messages_received_total") == turns - 1
-    assert await bot.total("bot_turns_total", bot_intent="welcome") == 1
-    assert await bot.total("bot_turns_total", bot_intent="knowledge") == 1
-    assert await bot.total("bot_turns_total", bot_intent="fallback") == 1
+    assert await bot.total(catalog.TURNS, bot_intent="welcome") == 1
+    assert await bot.total(catalog.TURNS, bot_intent="knowledge") == 1
+    assert await bot.total(catalog.TURNS, bot_intent="fallback") == 1
     assert await bot.total("bot_knowledge_answers_total") == 1
     assert await bot.total("bot_knowledge_fallbacks_total") == 1
     assert await bot.total("bot_dialogs_started_total") == 2
@@ -165,8 +165,8 @@ async def test_a_failing_turn_apologises_shows_the_error_and_is_recorded(
         after = await emulator.expect_replies("help")  # the bot keeps working
         assert after.status == 200
     bot.flush()
-    assert await bot.total("bot_errors_total", error_type="bot.bot.SimulatedFailure") == 1
-    assert await bot.total("bot_turns_total", bot_turn_outcome="error") == 1
+    assert await bot.total(catalog.ERRORS, error_type="bot.bot.SimulatedFailure") == 1
+    assert await bot.total(catalog.TURNS, bot_turn_outcome="error") == 1
     await ingestion.wait_for_async(lambda envs: bool(_of(envs, "ExceptionData")))
     exception = ingestion.of_type("ExceptionData")[0]["data"]["baseData"]["exceptions"][0]
     assert exception["typeName"].endswith("SimulatedFailure")
