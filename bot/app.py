@@ -168,7 +168,16 @@ def create_app(
     user_state = UserState(storage)
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()
     dialog = FeedbackDialog(user_state, telemetry_client)
-    bot = ChatBot(conversation_state, user_state, dialog, KnowledgeBase.load(), telemetry_client)
+    knowledge = KnowledgeBase.load()
+    answers = None
+    if settings.model is not None:
+        # Imported only with a model configured: the openai client is a large import.
+        from bot.answers.engine import AnswerEngine
+        from bot.answers.turn import ModelAnswers
+
+        engine = AnswerEngine(settings.model, knowledge, hooks.answer_observer)
+        answers = ModelAnswers(engine, conversation_state, settings.app_id)
+    bot = ChatBot(conversation_state, user_state, dialog, knowledge, telemetry_client, answers)
     faults = FaultInjection(settings.faults, telemetry_client)
 
     # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.
@@ -186,7 +195,15 @@ def create_app(
             middleware = [*hooks.turn_middlewares, faults]
             adapter = ChatAdapter(settings, session, conversation_state, middleware)
             app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter, faults=faults)
-            yield
+            if answers is None:
+                yield
+                return
+            await answers.open()
+            try:
+                yield
+            finally:
+                # After the turns in flight: late answers still pending are cancelled (and counted) here.
+                await answers.close()
 
     app.cleanup_ctx.append(channel_session)
     app.router.add_route("*", MESSAGES_ROUTE, messages)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from botbuilder.core import (
     ActivityHandler,
     BotTelemetryClient,
@@ -12,10 +14,11 @@ from botbuilder.core import (
     TurnContext,
     UserState,
 )
-from botbuilder.dialogs import Dialog
+from botbuilder.dialogs import Dialog, DialogTurnStatus
 from botbuilder.schema import ActionTypes, Activity, CardAction, ChannelAccount
 
 from bot import compat
+from bot.answers.observer import SOURCE_FALLBACK, SOURCE_KNOWLEDGE
 from bot.dialogs import create_dialog_context
 from bot.knowledge import KnowledgeBase
 from bot.state import DIALOG_STATE_PROPERTY
@@ -27,11 +30,15 @@ from telemetry.catalog import (
     INTENT_FALLBACK,
     INTENT_HELP,
     INTENT_KNOWLEDGE,
+    INTENT_MODEL,
     INTENT_NONE,
     INTENT_WELCOME,
     TURN_STATE_DIALOG,
     TURN_STATE_INTENT,
 )
+
+if TYPE_CHECKING:
+    from bot.answers.turn import ModelAnswers
 
 HELP_COMMANDS = frozenset({"help", "?"})
 CANCEL_COMMANDS = frozenset({"cancel"})
@@ -89,6 +96,7 @@ class ChatBot(ActivityHandler):
         dialog: Dialog,
         knowledge: KnowledgeBase,
         telemetry_client: BotTelemetryClient | None = None,
+        answers: ModelAnswers | None = None,
     ) -> None:
         if conversation_state is None or user_state is None:
             raise TypeError("ChatBot needs a ConversationState and a UserState")
@@ -98,6 +106,8 @@ class ChatBot(ActivityHandler):
         self._knowledge = knowledge
         self._telemetry_client = telemetry_client or NullTelemetryClient()
         self._dialog_state = conversation_state.create_property(DIALOG_STATE_PROPERTY)
+        # The language model for what the knowledge base cannot answer (None: no model configured).
+        self._answers = answers
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         turn_context.turn_state[TURN_STATE_INTENT] = INTENT_NONE
@@ -141,7 +151,12 @@ class ChatBot(ActivityHandler):
             )
         elif dialog_context.active_dialog is not None:
             self._set_dialog_intent(turn_context)
-            await dialog_context.continue_dialog()
+            result = await dialog_context.continue_dialog()
+            if self._answers is not None and result.status == DialogTurnStatus.Complete:
+                rating = result.result if isinstance(result.result, dict) else {}
+                if isinstance(rating.get("rating"), int):
+                    # The rating is an evaluation of the answer before the survey (docs/genai.md).
+                    await self._answers.rated(turn_context, rating["rating"], bool(rating.get("has_comment")))
         elif command in HELP_COMMANDS:
             turn_context.turn_state[TURN_STATE_INTENT] = INTENT_HELP
             await turn_context.send_activity(MessageFactory.text(HELP_TEXT))
@@ -158,11 +173,20 @@ class ChatBot(ActivityHandler):
     async def _answer(self, turn_context: TurnContext, command: str) -> None:
         # Slash commands are never questions, so an unknown one (or /fail off the drill channels) falls back.
         entry = None if command.startswith("/") else self._knowledge.match(turn_context.activity.text)
+        if entry is None and self._answers is not None and not command.startswith("/"):
+            # Knowledge base first, the model second, the fallback when neither answers.
+            turn_context.turn_state[TURN_STATE_INTENT] = INTENT_MODEL
+            if await self._answers.answer(turn_context):
+                return
         if entry is None:
             turn_context.turn_state[TURN_STATE_INTENT] = INTENT_FALLBACK
             self._telemetry_client.track_event(EVENT_KNOWLEDGE_FALLBACK.name, {})
             await turn_context.send_activity(MessageFactory.text(FALLBACK_TEXT))
+            if self._answers is not None:
+                await self._answers.record(turn_context, SOURCE_FALLBACK)
             return
         turn_context.turn_state[TURN_STATE_INTENT] = INTENT_KNOWLEDGE
         self._telemetry_client.track_event(EVENT_KNOWLEDGE_ANSWER.name, {"topic": entry.id})
         await turn_context.send_activity(MessageFactory.text(entry.answer))
+        if self._answers is not None:
+            await self._answers.record(turn_context, SOURCE_KNOWLEDGE)

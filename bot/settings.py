@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from bot.answers.config import ModelSettings
 from bot.faults import FaultSettings
 from telemetry.config import ConfigError, TelemetryConfig, parse_bool, parse_number, parse_port
 
@@ -38,6 +39,7 @@ class Settings:
     state_db: str = ""
     faults: FaultSettings = field(default_factory=FaultSettings)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    model: ModelSettings | None = None  # the optional language model (bot/answers); None: knowledge base only
 
     @property
     def auth_enabled(self) -> bool:
@@ -106,6 +108,7 @@ class Settings:
                 delay_seconds=parse_number(env, "BOT_FAULT_DELAY_SECONDS", 0.0, 0.0, 60.0),
             ),
             telemetry=TelemetryConfig.from_env(env),
+            model=ModelSettings.from_env(env),
         )
 
 

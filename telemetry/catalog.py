@@ -121,6 +121,7 @@ INTENT_FALLBACK = "fallback"
 INTENT_DIALOG = "dialog"
 INTENT_CANCEL = "cancel"
 INTENT_NONE = "none"
+INTENT_MODEL = "model"  # a question the knowledge base could not answer, sent to the language model (bot/answers)
 INTENTS = (
     INTENT_WELCOME,
     INTENT_HELP,
@@ -129,6 +130,7 @@ INTENTS = (
     INTENT_DIALOG,
     INTENT_CANCEL,
     INTENT_NONE,
+    INTENT_MODEL,
 )
 
 # error.type of a failed channel reply: these statuses as they are, any other status as _OTHER (bounded series).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware
@@ -52,6 +53,8 @@ class Instrumentation:
     turn_middlewares: Sequence[Middleware] = ()
     telemetry_client: BotTelemetryClient | None = None
     client_trace_configs: Sequence[aiohttp.TraceConfig] = field(default_factory=tuple)
+    # The answer engine's telemetry (bot.answers.observer.AnswerObserver); None: none recorded.
+    answer_observer: Any = None
 
 
 def instrument(telemetry: Telemetry) -> Instrumentation:
