@@ -14,6 +14,7 @@ from yarl import URL
 
 from telemetry.aiohttp_server import server_middleware
 from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, channel_reply_telemetry
+from telemetry.genai import GenAITelemetry
 from telemetry.setup import Telemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
@@ -67,4 +68,5 @@ def instrument(telemetry: Telemetry) -> Instrumentation:
         turn_middlewares=(TurnTelemetryMiddleware(telemetry),),
         telemetry_client=OpenTelemetryBotTelemetryClient(telemetry),
         client_trace_configs=(channel_reply_telemetry(telemetry.tracer, telemetry.instruments, reply_url),),
+        answer_observer=GenAITelemetry(telemetry),
     )

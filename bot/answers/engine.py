@@ -122,11 +122,17 @@ class AnswerEngine:
         settings = self.settings
         messages = self.messages(question, history)
         address, port = settings.server
-        call = self.observer.start_call(
-            CallRequest(
-                settings.provider, settings.model, address, port, conversation_id, messages, settings.max_output_tokens
-            )
+        request = CallRequest(
+            provider=settings.provider,
+            model=settings.model,
+            server_address=address,
+            server_port=port,
+            conversation_id=conversation_id,
+            messages=messages,
+            max_output_tokens=settings.max_output_tokens,
+            capture_content=settings.capture_content,
         )
+        call = self.observer.start_call(request)
         try:
             async with asyncio.timeout(settings.timeout_seconds):
                 reply = await self._stream(self._client, messages, call)

@@ -10,16 +10,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# Where an answer came from (bot.answer.source): the knowledge base, the model, or the fallback text.
-SOURCE_KNOWLEDGE = "knowledge"
-SOURCE_MODEL = "model"
-SOURCE_FALLBACK = "fallback"
+from telemetry.catalog import (
+    DELIVERED,
+    DELIVERY_FAILED,
+    SOURCE_FALLBACK,
+    SOURCE_KNOWLEDGE,
+    SOURCE_MODEL,
+)
+from telemetry.catalog import DELIVERY_CANCELLED as CANCELLED
+from telemetry.catalog import DELIVERY_REFUSED as REFUSED
 
-# How a deferred (proactive) answer ended (bot.answer.delivery).
-DELIVERED = "delivered"
-DELIVERY_FAILED = "failed"  # the channel refused the proactive message or could not be reached
-CANCELLED = "cancelled"  # the bot shut down first
-REFUSED = "refused"  # too many answers pending already: the user got the fallback at once
+# Re-exported: the values of bot.answer.source and bot.answer.delivery, named in the catalog.
+__all__ = [
+    "CANCELLED",
+    "DELIVERED",
+    "DELIVERY_FAILED",
+    "REFUSED",
+    "SOURCE_FALLBACK",
+    "SOURCE_KNOWLEDGE",
+    "SOURCE_MODEL",
+]
 
 AnswerReference = Mapping[str, str]
 """Where an answer's telemetry is (trace and span ids), kept in conversation state so a later rating can point at it."""
@@ -32,8 +42,9 @@ class CallRequest:
     server_address: str
     server_port: int | None
     conversation_id: str  # as the channel sent it: telemetry hashes it
-    messages: Sequence[Mapping[str, str]]  # recorded only when the operator opted in
+    messages: Sequence[Mapping[str, str]]
     max_output_tokens: int
+    capture_content: bool = False  # the operator opted in to recording prompts and answers (then redacted)
 
 
 @dataclass(frozen=True)
