@@ -96,6 +96,9 @@ class ModelStandIn(BackgroundServer):
         self._standing: Scripted | None = None
         self._requests: list[ModelRequest] = []
         self._totals = _Totals()
+        self._held = False
+        self._release: asyncio.Event | None = None  # created on the server's loop
+        self._waiting = 0
 
     # ---- configuration (any thread) ---------------------------------------------------------------------------
     @property
@@ -117,6 +120,31 @@ class ModelStandIn(BackgroundServer):
     def slow(self, delay: float) -> None:
         with self._lock:
             self._standing = Scripted(delay=delay)
+
+    def hold(self) -> None:
+        """Leave every request unanswered (no first byte) until `release()`: a model slower than any threshold."""
+        with self._lock:
+            self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            self._held = False
+
+        async def wake() -> None:
+            if self._release is not None:
+                self._release.set()
+
+        self.call_in_loop(wake)
+
+    @property
+    def waiting(self) -> int:
+        """Requests held right now."""
+        with self._lock:
+            return self._waiting
+
+    async def before_shutdown(self) -> None:
+        if self._release is not None:
+            self._release.set()
 
     def recover(self) -> None:
         with self._lock:
@@ -150,6 +178,21 @@ class ModelStandIn(BackgroundServer):
                 return self._queue.pop(0)
             return self._standing or Scripted()
 
+    async def _wait_while_held(self) -> None:
+        if self._release is None:
+            self._release = asyncio.Event()
+        while True:
+            with self._lock:
+                if not self._held:
+                    return
+                self._release.clear()
+                self._waiting += 1
+            try:
+                await self._release.wait()
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         deployment: str | None = None
         azure = _AZURE_PATH.match(request.path)
@@ -179,6 +222,7 @@ class ModelStandIn(BackgroundServer):
                 ModelRequest(request.path, deployment, request.query.get("api-version"), authorization, body)
             )
         behaviour = self._next()
+        await self._wait_while_held()
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)
         if behaviour.status != 200:
