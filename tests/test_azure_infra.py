@@ -458,10 +458,11 @@ def test_alert_and_workbook_kql_come_from_the_checked_files(bicep: dict[str, Any
 
 
 def test_kql_uses_only_names_the_bot_emits() -> None:
-    metrics = {metric.name for metric in catalog.METRICS}
-    events = {event.name for event in catalog.EVENTS}
-    properties = {prop for event in catalog.EVENTS for prop in event.properties}
-    attributes = {attribute.name: attribute.values for attribute in catalog.ATTRIBUTES}
+    # The GenAI section of the catalog (series that exist only with a model configured) counts too.
+    metrics = {metric.name for metric in (*catalog.METRICS, *catalog.GENAI_METRICS)}
+    events = {event.name for event in (*catalog.EVENTS, *catalog.GENAI_EVENTS)}
+    properties = {prop for event in (*catalog.EVENTS, *catalog.GENAI_EVENTS) for prop in event.properties}
+    attributes = {attribute.name: attribute.values for attribute in (*catalog.ATTRIBUTES, *catalog.GENAI_ATTRIBUTES)}
     dimension = r"(?:customDimensions|Properties)\[\s*\"([^\"]+)\"\s*\]"
     used_metrics: set[str] = set()
     used_events: set[str] = set()
