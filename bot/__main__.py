@@ -1,5 +1,8 @@
 """`python -m bot`: settings → telemetry → app → serve until SIGINT/SIGTERM, then flush everything.
 
+The one place where the bot and its telemetry are composed: the bot's packages never import telemetry (the app takes
+its hooks, bot/hooks.py), telemetry implements them (telemetry/wiring.py), and this module joins the two.
+
 `python -m bot --workers N` (or `BOT_WORKERS=N`) serves from N processes sharing one port, under a supervisor
 (bot/workers.py); without it, or with N = 1, the bot is one process.
 """
@@ -25,6 +28,7 @@ from bot.workers import StartError, WorkerRole, check_supervisable, supervise
 if TYPE_CHECKING:
     from botbuilder.core import Storage
 
+    from telemetry.config import TelemetryConfig
     from telemetry.setup import Telemetry
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -34,8 +38,7 @@ def _display_host(host: str) -> str:
     return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "") else host
 
 
-def banner(settings: Settings, azure_monitor_enabled: bool, workers: int = 1) -> str:
-    telemetry = settings.telemetry
+def banner(settings: Settings, telemetry: TelemetryConfig, azure_monitor_enabled: bool, workers: int = 1) -> str:
     bot_url = f"http://{_display_host(settings.host)}:{settings.port}/api/messages"
     auth = (
         f"authentication on (MicrosoftAppId {settings.app_id})"
@@ -88,7 +91,7 @@ async def serve(
                 telemetry.prometheus_registry,
                 settings.metrics_bearer_token,
                 settings.metrics_basic_auth,
-                openmetrics=settings.telemetry.prometheus_exemplars,
+                openmetrics=telemetry.config.prometheus_exemplars,
             ),
             handle_signals=False,
             access_log=None,
@@ -111,7 +114,7 @@ async def serve(
             )
             await site.start()
         if worker is None:
-            print(banner(settings, telemetry.azure_monitor_enabled), flush=True)
+            print(banner(settings, telemetry.config, telemetry.azure_monitor_enabled), flush=True)
         if settings.tune_runtime:
             runtime.tune_after_start()
         telemetry.emit_event(catalog.EVENT_INITIALIZED.name, {"service.version": telemetry.config.service_version})
@@ -129,7 +132,7 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
-def run(settings: Settings, worker: WorkerRole | None = None) -> int:
+def run(settings: Settings, telemetry_config: TelemetryConfig, worker: WorkerRole | None = None) -> int:
     """One process serving the bot: `python -m bot`, or one worker of `python -m bot --workers N`."""
     # Imported here: a supervisor of worker processes needs none of the telemetry SDKs.
     from bot.state import SqliteStateStorage
@@ -142,7 +145,7 @@ def run(settings: Settings, worker: WorkerRole | None = None) -> int:
         except (OSError, sqlite3.Error) as error:
             print(f"otel-chatbot cannot start: BOT_STATE_DB: {error}", file=sys.stderr)
             return 1
-    telemetry = configure(settings.telemetry)
+    telemetry = configure(telemetry_config)
     telemetry.install_globals()
     try:
         asyncio.run(serve(settings, telemetry, storage=storage, worker=worker))
@@ -188,18 +191,22 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from telemetry.config import TelemetryConfig  # validated with the bot's settings, before anything starts
+
     arguments = parse_arguments(argv)
     if arguments.worker is not None:
         try:
             role = WorkerRole.adopt(arguments.worker, arguments.metrics_fd, arguments.supervisor)
             settings = Settings.from_env()  # as the supervisor prepared it
+            telemetry_config = TelemetryConfig.from_env()
         except (StartError, ConfigError, OSError) as error:
             print(f"otel-chatbot worker {arguments.worker} cannot start: {error}", file=sys.stderr)
             return 1
-        return run(settings, role)
+        return run(settings, telemetry_config, role)
     load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env where the user starts the bot
     try:
         settings = Settings.from_env()
+        telemetry_config = TelemetryConfig.from_env()
         workers = arguments.workers or settings.workers
         if workers > 1:
             check_supervisable(settings)
@@ -207,8 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"otel-chatbot cannot start: {error}", file=sys.stderr)
         return 2
     if workers > 1:
-        return supervise(settings, workers, banner(settings, bool(settings.telemetry.connection_string), workers))
-    return run(settings)
+        from telemetry.worker_metrics import metrics_proxy  # Prometheus only: no OpenTelemetry SDK in the supervisor
+
+        azure = bool(telemetry_config.connection_string)
+        return supervise(settings, workers, banner(settings, telemetry_config, azure, workers), metrics_proxy)
+    return run(settings, telemetry_config)
 
 
 if __name__ == "__main__":

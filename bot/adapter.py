@@ -11,7 +11,8 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import Activity, ActivityTypes
 from botframework.connector import Channels
 
-from bot import compat
+from bot import compat, fastpath
+from bot.fastpath.schema_codec import FastTurnResults
 from bot.settings import Settings
 
 log = logging.getLogger("bot.adapter")
@@ -19,7 +20,7 @@ log = logging.getLogger("bot.adapter")
 ERROR_MESSAGE = "Sorry, something went wrong on my side. Please try again in a moment."
 
 
-class ChatAdapter(compat.AsyncChannelReplies, compat.FastTurnResults, CloudAdapter):
+class ChatAdapter(compat.AsyncChannelReplies, FastTurnResults, CloudAdapter):
     def __init__(
         self,
         settings: Settings,
@@ -27,10 +28,8 @@ class ChatAdapter(compat.AsyncChannelReplies, compat.FastTurnResults, CloudAdapt
         conversation_state: ConversationState | None = None,
         middleware: list[Middleware] | None = None,
     ) -> None:
-        compat.patch_msrest_retry_policy()
-        compat.patch_bot_state_fingerprint()
-        compat.patch_openid_metadata_fetch()
-        compat.patch_outgoing_activity_copy()
+        compat.install()
+        fastpath.install()
         authentication = ConfigurationBotFrameworkAuthentication(settings.botbuilder_configuration())
         super().__init__(compat.CachingBotFrameworkAuthentication(authentication))
         self.channel_session = channel_session

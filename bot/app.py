@@ -16,17 +16,15 @@ from aiohttp import hdrs, web
 from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClient, Storage, UserState
 from botbuilder.schema import Activity, ActivityTypes
 
-from bot import compat
+from bot import compat, vocabulary
 from bot.adapter import ChatAdapter
 from bot.bot import ChatBot
-from bot.dialogs import FeedbackDialog
 from bot.faults import FaultInjection
-from bot.knowledge import KnowledgeBase
+from bot.hooks import AUTH_FAILURE, REJECTION, Instrumentation, NoInstrumentation
 from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
+from bot.routes import RouteFactory, shipped_routes
+from bot.routing import Router
 from bot.settings import Settings
-from telemetry import catalog
-from telemetry.aiohttp_server import AUTH_FAILURE, REJECTION
-from telemetry.wiring import Instrumentation
 
 log = logging.getLogger("bot.app")
 
@@ -56,7 +54,7 @@ def error_response(status: int, reason: str, message: str, headers: dict[str, st
 async def messages(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     if request.method != "POST":
-        return error_response(405, catalog.REJECT_METHOD, "use POST to send an Activity", {"Allow": "POST"})
+        return error_response(405, vocabulary.REJECT_METHOD, "use POST to send an Activity", {"Allow": "POST"})
     return await _messages(request, runtime)
 
 
@@ -72,49 +70,49 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
     media_type = _media_type(request)
     if media_type != "application/json":
         return error_response(
-            415, catalog.REJECT_MEDIA_TYPE, f"Content-Type must be application/json, got {media_type!r}"
+            415, vocabulary.REJECT_MEDIA_TYPE, f"Content-Type must be application/json, got {media_type!r}"
         )
     limit = runtime.settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        return error_response(413, catalog.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
+        return error_response(413, vocabulary.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
     # A client that sends its body slowly or not at all is cut off; it holds no turn slot while it is read.
     timeout = runtime.settings.body_timeout_seconds
     try:
         async with asyncio.timeout(timeout):
             raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, catalog.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
+        return error_response(413, vocabulary.REJECT_TOO_LARGE, f"the body is larger than {limit} bytes")
     except TimeoutError:
-        response = error_response(408, catalog.REJECT_TIMEOUT, f"the body was not received within {timeout:g} s")
+        response = error_response(408, vocabulary.REJECT_TIMEOUT, f"the body was not received within {timeout:g} s")
         response.force_close()
         return response
     if not raw.strip():
-        return error_response(400, catalog.REJECT_INVALID_JSON, "the body is empty; expected an Activity as JSON")
+        return error_response(400, vocabulary.REJECT_INVALID_JSON, "the body is empty; expected an Activity as JSON")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as error:
         message = f"the body is not valid JSON: {error}" if isinstance(error, ValueError) else "JSON nested too deeply"
-        return error_response(400, catalog.REJECT_INVALID_JSON, message)
+        return error_response(400, vocabulary.REJECT_INVALID_JSON, message)
     try:
         activity = compat.parse_activity(body)
         require_routing_fields(activity)
     except ValueError as error:
-        return error_response(400, catalog.REJECT_NOT_AN_ACTIVITY, str(error))
+        return error_response(400, vocabulary.REJECT_NOT_AN_ACTIVITY, str(error))
     adapter = runtime.adapter
     try:
         authenticated = await compat.authenticate_or_refuse(
             adapter.bot_framework_authentication, activity, request.headers.get("Authorization", "")
         )
     except PermissionError as error:
-        refused = error_response(401, catalog.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
-        refused[AUTH_FAILURE] = getattr(error, "reason", catalog.AUTH_OTHER)
+        refused = error_response(401, vocabulary.REJECT_UNAUTHORIZED, str(error) or "authentication failed")
+        refused[AUTH_FAILURE] = getattr(error, "reason", vocabulary.AUTH_OTHER)
         return refused
     # Slots are for turns: taken only by a fully read, authenticated activity, so slow or unauthenticated clients
     # cannot lock the others out.
     if runtime.turns_in_flight >= runtime.settings.max_concurrent_turns:
         # Refuse at once rather than queue without limit: the channel retries after Retry-After.
         message = f"the bot is handling {runtime.turns_in_flight} turns, its limit; retry in a second"
-        return error_response(503, catalog.REJECT_OVERLOADED, message, {"Retry-After": "1"})
+        return error_response(503, vocabulary.REJECT_OVERLOADED, message, {"Retry-After": "1"})
     runtime.turns_in_flight += 1
     try:
         invoke_response = await adapter.process_activity(authenticated, activity, runtime.bot.on_turn)
@@ -125,7 +123,7 @@ async def _messages(request: web.Request, runtime: BotRuntime) -> web.StreamResp
             # botbuilder's (and every Bot Framework SDK's) answer to an invoke the bot does not handle: kept, and
             # counted as a refused request, not a server error.
             message = f"the bot does not handle invoke activities named {(activity.name or '')[:100]!r}"
-            return error_response(501, catalog.REJECT_UNSUPPORTED_INVOKE, message)
+            return error_response(501, vocabulary.REJECT_UNSUPPORTED_INVOKE, message)
         return web.json_response(compat.invoke_response_body(invoke_response), status=invoke_response.status)
     return web.Response(status=201)
 
@@ -159,25 +157,29 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: Settings, instrumentation: Instrumentation | None = None, storage: Storage | None = None
+    settings: Settings,
+    instrumentation: Instrumentation | None = None,
+    storage: Storage | None = None,
+    routes: RouteFactory = shipped_routes,
 ) -> web.Application:
-    """The bot's web application. `instrumentation` (from telemetry.wiring.instrument) wraps it from outside."""
-    hooks = instrumentation or Instrumentation()
+    """The bot's web application. `instrumentation` (telemetry's is telemetry.wiring.instrument) wraps it from
+    outside; without it no telemetry code is imported. `routes` builds how messages are answered (bot/routes.py)."""
+    hooks: Instrumentation = instrumentation or NoInstrumentation()
     storage = storage or MemoryStorage()
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()
-    dialog = FeedbackDialog(user_state, telemetry_client)
-    knowledge = KnowledgeBase.load()
     answers = None
     if settings.model is not None:
         # Imported only with a model configured: the openai client is a large import.
         from bot.answers.engine import AnswerEngine
         from bot.answers.turn import ModelAnswers
+        from bot.knowledge import KnowledgeBase
 
-        engine = AnswerEngine(settings.model, knowledge, hooks.answer_observer)
+        engine = AnswerEngine(settings.model, KnowledgeBase.load(), hooks.answer_observer)
         answers = ModelAnswers(engine, conversation_state, settings.app_id)
-    bot = ChatBot(conversation_state, user_state, dialog, knowledge, telemetry_client, answers)
+    router = Router(routes(user_state, telemetry_client))
+    bot = ChatBot(conversation_state, user_state, router, telemetry_client, answers)
     faults = FaultInjection(settings.faults, telemetry_client)
 
     # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.

@@ -16,7 +16,7 @@ from typing import Any
 from botbuilder.core import BotTelemetryClient, Middleware, NullTelemetryClient, TurnContext
 from botbuilder.schema import ActivityTypes
 
-from telemetry import catalog
+from bot import vocabulary
 
 log = logging.getLogger("bot.faults")
 
@@ -59,9 +59,9 @@ class FaultInjection(Middleware):
         if new != self.settings or settings is not None:
             (log.warning if new.active else log.info)("%s", new.describe())
         self.settings = new
-        self._telemetry.track_metric(catalog.FAULT_ERROR_RATIO.name, new.error_ratio)
-        self._telemetry.track_metric(catalog.FAULT_DELAY_RATIO.name, new.delay_ratio)
-        self._telemetry.track_metric(catalog.FAULT_DELAY.name, new.delay_seconds)
+        self._telemetry.track_metric(vocabulary.FAULT_ERROR_RATIO_METRIC, new.error_ratio)
+        self._telemetry.track_metric(vocabulary.FAULT_DELAY_RATIO_METRIC, new.delay_ratio)
+        self._telemetry.track_metric(vocabulary.FAULT_DELAY_METRIC, new.delay_seconds)
         return new
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from telemetry.aiohttp_server import REJECTION
+from bot.hooks import REJECTION
 
 log = logging.getLogger("bot.refusals")
 

@@ -1,4 +1,7 @@
-"""One validated settings object, read from the environment (and a .env file when `python -m bot` starts)."""
+"""The bot's validated settings, read from the environment (and a .env file when `python -m bot` starts).
+
+Telemetry reads its own settings from the same environment (telemetry/config.py); `python -m bot` reads both.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from bot.answers.config import ModelSettings
+from bot.envparse import ConfigError, parse_bool, parse_count, parse_number, parse_port, whole_number
 from bot.faults import FaultSettings
-from telemetry.config import ConfigError, TelemetryConfig, parse_bool, parse_number, parse_port
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 MAX_WORKERS = 64
@@ -38,7 +41,6 @@ class Settings:
     workers: int = 1
     state_db: str = ""
     faults: FaultSettings = field(default_factory=FaultSettings)
-    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     model: ModelSettings | None = None  # the optional language model (bot/answers); None: knowledge base only
 
     @property
@@ -107,27 +109,8 @@ class Settings:
                 delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
                 delay_seconds=parse_number(env, "BOT_FAULT_DELAY_SECONDS", 0.0, 0.0, 60.0),
             ),
-            telemetry=TelemetryConfig.from_env(env),
             model=ModelSettings.from_env(env),
         )
-
-
-def whole_number(raw: str, low: int, high: int) -> int:
-    """`raw` as a whole number from `low` to `high` (ASCII digits only), else ValueError saying so."""
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise ValueError(f"expected a whole number from {low} to {high}, got {raw!r}")
-    return int(raw)
-
-
-def parse_count(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return whole_number(raw, low, high)
-    except ValueError as error:
-        raise ConfigError(name, str(error)) from None
 
 
 def _state_db(env: Mapping[str, str]) -> str:

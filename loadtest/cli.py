@@ -16,7 +16,9 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
-class Plan:
+class LoadTestPlan:
+    """One `python -m loadtest` run, as the command line asked for it."""
+
     shape: Shape
     transport: str
     target: str | None  # the messaging endpoint; None: start the bot here
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
+def make_plan(args: argparse.Namespace) -> LoadTestPlan:
     """The run to make; ValueError for a contradictory or invalid request."""
     if args.users is not None and args.users < 1:
         raise ValueError("--users must be at least 1")
@@ -77,7 +79,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = args.out or PROJECT_ROOT / "var" / "loadtest" / f"{shape.name}-{transport}-{stamp}"
-    return Plan(
+    return LoadTestPlan(
         shape=shape,
         transport=transport,
         target=args.target,

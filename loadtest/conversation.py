@@ -10,17 +10,15 @@ import os
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from loadtest.rig import activities
+from loadtest.rig.activities import EXPECT_REPLIES, Activity
 from telemetry import catalog
 
-Activity = dict[str, Any]
-
-BOT_ACCOUNT = {"id": "bot", "name": "Bot", "role": "bot"}
-EXPECT_REPLIES = "expectReplies"
+__all__ = ["Activity", "Conversation", "Step"]
 
 GREETINGS = ("hello", "hi", "hi there", "Hey!", "good morning")
 # Nothing in the knowledge base looks like these, so each one is a fallback turn.
@@ -70,14 +68,6 @@ def new_traceparent() -> tuple[str, str]:
     return trace_id, f"00-{trace_id}-{os.urandom(8).hex()}-01"
 
 
-def _now() -> tuple[str, str]:
-    now = datetime.now(UTC)
-    return (
-        now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        now.astimezone().isoformat(timespec="milliseconds"),
-    )
-
-
 @dataclass
 class Conversation:
     """One user's conversation: its ids stay the same for every activity the user sends."""
@@ -88,31 +78,25 @@ class Conversation:
     conversation_id: str = field(default_factory=lambda: f"{uuid.uuid4().hex}|loadtest")
     user_id: str = field(default_factory=lambda: f"user-{uuid.uuid4().hex[:12]}")
 
+    @property
+    def user(self) -> dict[str, str]:
+        return {"id": self.user_id, "name": "Load test user"}
+
     def activity(self, type: str, text: str | None = None, **fields: Any) -> Activity:
-        timestamp, local_timestamp = _now()
-        activity: Activity = {
-            "type": type,
-            "id": uuid.uuid4().hex,
-            "timestamp": timestamp,
-            "localTimestamp": local_timestamp,
-            "channelId": self.channel_id,
-            "serviceUrl": self.service_url,
-            "from": {"id": self.user_id, "name": "Load test user", "role": "user"},
-            "recipient": dict(BOT_ACCOUNT),
-            "conversation": {"id": self.conversation_id},
-            "locale": "en-US",
-        }
-        if text is not None:
-            activity["text"] = text
-            activity["textFormat"] = "plain"
         if self.expect_replies:
-            activity["deliveryMode"] = EXPECT_REPLIES
-        activity.update(fields)
-        return activity
+            fields.setdefault("deliveryMode", EXPECT_REPLIES)
+        return activities.activity(
+            type,
+            channel_id=self.channel_id,
+            service_url=self.service_url,
+            conversation_id=self.conversation_id,
+            user=self.user,
+            text=text,
+            **fields,
+        )
 
     def conversation_update(self) -> Activity:
-        user = {"id": self.user_id, "name": "Load test user"}
-        return self.activity("conversationUpdate", membersAdded=[{"id": BOT_ACCOUNT["id"]}, user])
+        return self.activity("conversationUpdate", membersAdded=activities.members_added(self.user))
 
     def message(self, text: str) -> Activity:
         return self.activity("message", text)

@@ -8,19 +8,17 @@ exporter before it exits, so what reached the stand-in by then is everything it 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO
 
-from loadtest.polling import wait_until
+from loadtest.rig.ingestion import AZURE_SDK_OFFLINE_ENV
+from loadtest.rig.polling import wait_until
+from loadtest.rig.ports import free_port
+from loadtest.rig.processes import Child, http_ok
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 60.0
@@ -39,34 +37,20 @@ _PINNED = {
     "OTEL_TRACES_SAMPLER_ARG": "",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "",
     "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
+    **AZURE_SDK_OFFLINE_ENV,
     "PYTHONUNBUFFERED": "1",
 }
 
 
-def terminate(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, then SIGKILL if the process has not exited within `timeout`; its exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    return process.returncode
-
-
 @dataclass
 class LocalBot:
-    process: subprocess.Popen[bytes]
+    child: Child
     port: int
     metrics_port: int
-    log_path: Path
-    _log: IO[bytes]
+
+    @property
+    def log_path(self) -> Path:
+        return self.child.log_path
 
     @property
     def messages_url(self) -> str:
@@ -80,21 +64,12 @@ class LocalBot:
         with _DIRECT.open(self.metrics_url, timeout=10) as response:
             return str(response.read().decode("utf-8"))
 
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
         """SIGTERM (the bot flushes its telemetry), then SIGKILL if it has not exited within `timeout`."""
-        returncode = terminate(self.process, timeout)
-        self._log.close()
-        return returncode
+        return self.child.stop(timeout)
 
     def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return self.child.log_tail(lines)
 
 
 def bot_environment(
@@ -135,19 +110,12 @@ def _launch(results_dir: Path, connection_string: str, project_root: Path) -> Lo
     port, metrics_port = free_port(), free_port()
     env = bot_environment(os.environ, port, metrics_port, connection_string, results_dir / "bot-telemetry-storage")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_root), os.environ.get("PYTHONPATH")]))
-    log_path = results_dir / "bot.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot"], cwd=results_dir, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    return LocalBot(process, port, metrics_port, log_path, log)
+    child = Child("bot", [sys.executable, "-m", "bot"], results_dir / "bot.log", env=env, cwd=results_dir)
+    return LocalBot(child, port, metrics_port)
 
 
 def _ready(bot: LocalBot) -> bool:
-    if bot.process.poll() is not None:
-        raise AssertionError(f"it exited with code {bot.process.returncode}")
-    try:
-        with _DIRECT.open(f"http://127.0.0.1:{bot.port}/healthz", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    code = bot.child.exited()
+    if code is not None:
+        raise AssertionError(f"it exited with code {code}")
+    return http_ok(f"http://127.0.0.1:{bot.port}/healthz", timeout=2)

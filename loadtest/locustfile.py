@@ -35,6 +35,7 @@ from loadtest.conversation import (
     reply_problem,
 )
 from loadtest.receiver import PendingTurn, ReplyBoard, start_receiver
+from loadtest.rig.progress import LOCUST
 from loadtest.shapes import CHANNEL, SHAPES, TRANSPORTS, Shape, get_shape
 from loadtest.turnlog import NO_RESPONSE, TurnRecord, TurnWriter, percentile
 from telemetry.catalog import LOADTEST_USER_AGENT
@@ -191,10 +192,9 @@ def _report_progress(environment: Environment, run: RunState) -> None:
         p95 = percentile(list(run.recent_replies), 0.95)
         shown = "-" if p95 is None else f"{p95:.3f}s"
         elapsed = time.time() - (run.started or time.time())
-        print(
-            f"[progress] {elapsed:5.0f}s  users {users:4d}  turns {run.turns:6d}  failed {run.failed:4d}  "
-            f"{rate:6.1f} turns/s  reply p95 {shown}",
-            flush=True,
+        LOCUST.line(
+            f"{elapsed:5.0f}s  users {users:4d}  turns {run.turns:6d}  failed {run.failed:4d}  "
+            f"{rate:6.1f} turns/s  reply p95 {shown}"
         )
 
 
@@ -226,32 +226,33 @@ class ChatUser(FastHttpUser):
         self.conversation = Conversation(run.channel_id, run.service_url, run.transport != CHANNEL)
         self.turn("conversationUpdate", self.conversation.conversation_update())
         self.wait()
-        self.say("greeting", self.rng.choice(GREETINGS))
+        self.chat("greeting", self.rng.choice(GREETINGS))
 
     @task(6)
     def ask_the_knowledge_base(self) -> None:
-        self.say("knowledge", self.rng.choice(knowledge_questions()))
+        self.chat("knowledge", self.rng.choice(knowledge_questions()))
 
     @task(2)
     def say_something_off_topic(self) -> None:
-        self.say("fallback", self.rng.choice(OFF_TOPIC))
+        self.chat("fallback", self.rng.choice(OFF_TOPIC))
 
     @task(1)
     def greet_again(self) -> None:
-        self.say("greeting", self.rng.choice(GREETINGS))
+        self.chat("greeting", self.rng.choice(GREETINGS))
 
     @task(1)
     def ask_for_help(self) -> None:
-        self.say("help", "help")
+        self.chat("help", "help")
 
     @task(2)
     def take_the_survey(self) -> None:
         for index, step in enumerate(feedback_script(self.rng)):
             if index:
                 self.wait()  # thinking about the answer; Locust may stop the user here
-            self.say(step.name, step.text)
+            self.chat(step.name, step.text)
 
-    def say(self, name: str, text: str) -> None:
+    def chat(self, name: str, text: str) -> None:
+        """One message turn, labelled `name` in the statistics."""
         self.turn(name, self.conversation.message(text))
 
     def turn(self, name: str, activity: Activity) -> None:

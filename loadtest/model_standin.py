@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loadtest.standins import BackgroundServer
+from loadtest.rig.background import BackgroundServer
 
 __all__ = ["ModelRequest", "ModelStandIn", "Scripted", "count_tokens"]
 

@@ -23,26 +23,26 @@ from typing import Any
 import aiohttp
 
 from loadtest.localbot import start_bot
-from loadtest.standins import IngestionStandIn
+from loadtest.rig import activities
+from loadtest.rig.activities import EXPECT_REPLIES, Activity
+from loadtest.rig.ingestion import IngestionStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_AFTER_RECOVERY_SECONDS = 120.0
 
 
-def _activity(conversation: str, user: str, number: int) -> dict[str, Any]:
-    return {
-        "type": "message",
+def _activity(conversation: str, user: str, number: int) -> Activity:
+    return activities.activity(
+        "message",
+        channel_id="directline",
+        service_url="http://127.0.0.1:9",  # never contacted: every turn uses deliveryMode expectReplies
+        conversation_id=conversation,
+        user={"id": user},
+        text="what can you do?",
         # Not a bare hex uuid: the privacy redaction takes some of those (two letters, two digits, ...) for IBANs.
-        "id": f"drill-turn-{number}",
-        "channelId": "directline",
-        "serviceUrl": "http://127.0.0.1:9",
-        "from": {"id": user, "role": "user"},
-        "recipient": {"id": "bot", "role": "bot"},
-        "conversation": {"id": conversation},
-        "locale": "en-US",
-        "text": "what can you do?",
-        "deliveryMode": "expectReplies",
-    }
+        id=f"drill-turn-{number}",
+        deliveryMode=EXPECT_REPLIES,
+    )
 
 
 class Driver:

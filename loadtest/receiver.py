@@ -8,19 +8,16 @@ replyToId out). It uses threading primitives, which Locust's monkey-patching mak
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
-Activity = dict[str, Any]
+from loadtest.rig.activities import Activity
+from loadtest.rig.channel import error_response, resource_response, route
+
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
-
-_ROUTE = re.compile(r"^/v3/conversations/(?P<conversation>[^/]+)/activities(?:/(?P<reply_to>[^/]+))?/?$")
 
 
 @dataclass
@@ -80,23 +77,18 @@ def wsgi_app(board: ReplyBoard) -> Callable[[dict[str, Any], StartResponse], Ite
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         arrived_at = time.perf_counter()
-        route = _ROUTE.match(environ.get("PATH_INFO", ""))
-        if route is None or environ.get("REQUEST_METHOD") not in ("POST", "PUT"):
-            return _json(start_response, "404 Not Found", {"error": {"code": "NotFound", "message": "no such route"}})
+        found = route(environ.get("PATH_INFO", ""))
+        if found is None or environ.get("REQUEST_METHOD") not in ("POST", "PUT"):
+            return _json(start_response, "404 Not Found", error_response("NotFound", "no such route"))
         length = int(environ.get("CONTENT_LENGTH") or 0)
         try:
             activity = json.loads(environ["wsgi.input"].read(length) or b"null")
         except ValueError:
             activity = None
         if not isinstance(activity, dict):
-            return _json(
-                start_response, "400 Bad Request", {"error": {"code": "BadArgument", "message": "no activity"}}
-            )
-        reply_to = route.group("reply_to")
-        board.deliver(
-            unquote(route.group("conversation")), unquote(reply_to) if reply_to else None, activity, arrived_at
-        )
-        return _json(start_response, "200 OK", {"id": uuid.uuid4().hex})
+            return _json(start_response, "400 Bad Request", error_response("BadArgument", "no activity"))
+        board.deliver(found.conversation_id, found.activity_id, activity, arrived_at)
+        return _json(start_response, "200 OK", resource_response())
 
     return app
 

@@ -17,9 +17,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from loadtest.standins import Envelope, IngestionStandIn, envelope_base_type
+from loadtest.rig.exposition import total as exposition_total
+from loadtest.rig.ingestion import Envelope, envelope_base_type
 from loadtest.turnlog import TurnRecord
 from telemetry import catalog
 
@@ -95,7 +94,8 @@ def _difference(what: str, side: str, counted: int, sent: int) -> str:
 
 @dataclass
 class RequestLedger:
-    """The ingestion side of the reconciliation: trace ids of Request envelopes for the messaging endpoint."""
+    """The ingestion side of the reconciliation: trace ids of Request envelopes for the messaging endpoint.
+    `IngestionStandIn(keep=ledger.add)` keeps only this: a long run's envelopes would not fit in memory."""
 
     turns: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
@@ -121,17 +121,6 @@ class RequestLedger:
         return Tally(self.turns.total(), self.refused.total())
 
 
-class LedgerStandIn(IngestionStandIn):
-    """The ingestion stand-in, keeping only the ledger: a long run's envelopes would not fit in memory."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ledger = RequestLedger()
-
-    def store(self, envelopes: list[Envelope]) -> None:
-        self.ledger.add(envelopes)
-
-
 def sent_tally(records: Iterable[TurnRecord]) -> tuple[Tally, int]:
     """(turns and refused requests as the load generator saw them, POSTs without any response)."""
     records = list(records)
@@ -142,12 +131,9 @@ def sent_tally(records: Iterable[TurnRecord]) -> tuple[Tally, int]:
 
 def prometheus_tally(exposition: str) -> Tally:
     """The bot's cumulative turn and rejection counters, summed over every label set."""
-    wanted = {catalog.TURNS.prometheus_name: 0.0, catalog.REQUESTS_REJECTED.prometheus_name: 0.0}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name in wanted:
-                wanted[sample.name] += sample.value
-    return Tally(round(wanted[catalog.TURNS.prometheus_name]), round(wanted[catalog.REQUESTS_REJECTED.prometheus_name]))
+    turns = exposition_total(exposition, catalog.TURNS)
+    refused = exposition_total(exposition, catalog.REQUESTS_REJECTED)
+    return Tally(round(turns), round(refused))
 
 
 def reconcile(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,9 +20,12 @@ from urllib.parse import urlsplit
 
 from loadtest import charts, report
 from loadtest.auth import TOKEN_VARIABLE, bearer_token
-from loadtest.cli import PROJECT_ROOT, Plan, make_plan, parse_args
+from loadtest.cli import PROJECT_ROOT, LoadTestPlan, make_plan, parse_args
 from loadtest.localbot import LocalBot, start_bot
-from loadtest.reconcile import LedgerStandIn, Reconciliation, Tally, prometheus_tally, reconcile
+from loadtest.reconcile import Reconciliation, RequestLedger, Tally, prometheus_tally, reconcile
+from loadtest.rig.ingestion import IngestionStandIn
+from loadtest.rig.processes import terminate
+from loadtest.rig.progress import LOADTEST, LOCUST
 from loadtest.slo import Measured, evaluate, load_objectives
 from loadtest.turnlog import TurnRecord, read_turns, slowest, summarize
 from telemetry import catalog
@@ -32,11 +34,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_TIMEOUT_SECONDS = 30  # Locust lets users finish the turn in progress for up to this long
 LOCUST_GRACE_SECONDS = 60  # start-up and writing reports, beyond the run's time limit
 TARGET_CHECK_TIMEOUT_SECONDS = 10.0
-_ECHOED = ("[progress]", "/WARNING/", "/ERROR/", "/CRITICAL/")
-
-
-def say(message: str) -> None:
-    print(f"[loadtest] {message}", flush=True)
+_PROBLEMS = ("/WARNING/", "/ERROR/", "/CRITICAL/")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,19 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(plan)
     except (RuntimeError, PermissionError) as error:  # PermissionError: no token for these app credentials
-        say(f"the run could not be made: {error}")
+        LOADTEST.line(f"the run could not be made: {error}")
         return 2
 
 
-def run(plan: Plan) -> int:
+def run(plan: LoadTestPlan) -> int:
     with ExitStack() as stack:
         env = dict(os.environ)
         bot: LocalBot | None = None
-        ingestion: LedgerStandIn | None = None
+        ledger: RequestLedger | None = None
         before = Tally(0)
         if plan.target is None:
-            ingestion = stack.enter_context(LedgerStandIn())
-            say("starting the bot on 127.0.0.1 (telemetry to a local Application Insights ingestion stand-in)")
+            ledger = RequestLedger()
+            ingestion = stack.enter_context(IngestionStandIn(keep=ledger.add))
+            LOADTEST.line(
+                "starting the bot on 127.0.0.1 (telemetry to a local Application Insights ingestion stand-in)"
+            )
             bot = start_bot(plan.out_dir, ingestion.connection_string, PROJECT_ROOT)
             stack.callback(bot.stop)
             target = bot.messages_url
@@ -72,7 +73,7 @@ def run(plan: Plan) -> int:
             token = bearer_token(env)
             if token:
                 env[TOKEN_VARIABLE] = token
-        say(
+        LOADTEST.line(
             f"shape {plan.shape.name}: {plan.shape.purpose} Peak {plan.shape.peak_users} users, "
             f"{min(plan.shape.duration, plan.time_limit):g} s; transport {plan.transport}; target {target}"
         )
@@ -83,17 +84,16 @@ def run(plan: Plan) -> int:
             raise RuntimeError(f"Locust wrote no results; see {plan.out_dir / 'locust.log'}")
         summary = json.loads(run_file.read_text(encoding="utf-8"))
         records = read_turns(plan.out_dir / "turns.csv")
-        prometheus = ledger = None
-        if bot is not None and ingestion is not None:
+        prometheus = None
+        if bot is not None:
             try:
                 prometheus = prometheus_tally(bot.scrape()) - before
             except OSError as error:
                 raise RuntimeError(f"the bot stopped answering ({error}):\n{bot.log_tail()}") from None
-            say("stopping the bot; it flushes its telemetry to the ingestion stand-in")
+            LOADTEST.line("stopping the bot; it flushes its telemetry to the ingestion stand-in")
             code = bot.stop()
             if code != 0:
-                say(f"the bot exited with code {code}; see {bot.log_path}")
-            ledger = ingestion.ledger
+                LOADTEST.line(f"the bot exited with code {code}; see {bot.log_path}")
         locust_posts = int(summary.get("locust_requests", {}).get("POST", 0))
         reconciliation = reconcile(records, prometheus, ledger, locust_posts)
     return judge(plan, target, summary, records, reconciliation, completed)
@@ -117,10 +117,10 @@ def check_target(url: str, timeout: float = TARGET_CHECK_TIMEOUT_SECONDS) -> Non
         raise RuntimeError(f"the target {url} does not answer ({reason}); no load was sent") from None
     if status == 404 or status in (502, 503, 504):
         raise RuntimeError(f"the target {url} answered GET with {status}: no bot there; no load was sent")
-    say(f"target {url} answers (GET: {status})")
+    LOADTEST.line(f"target {url} answers (GET: {status})")
 
 
-def run_locust(plan: Plan, target: str, env: dict[str, str]) -> bool:
+def run_locust(plan: LoadTestPlan, target: str, env: dict[str, str]) -> bool:
     """Run Locust to the end of the shape; False when it had to be stopped at the hard limit."""
     parts = urlsplit(target)
     command = [
@@ -147,12 +147,12 @@ def run_locust(plan: Plan, target: str, env: dict[str, str]) -> bool:
             process.wait(hard_limit)
             completed = True
         except subprocess.TimeoutExpired:
-            say(f"Locust is still running {hard_limit:g} s after the start: stopping it")
+            LOADTEST.line(f"Locust is still running {hard_limit:g} s after the start: stopping it")
             completed = False
-            _stop(process)
+            terminate(process, STOP_TIMEOUT_SECONDS + 15)  # Locust still writes its reports on SIGTERM
         echo.join(10)
     if process.returncode not in (0, None) and completed:
-        say(f"Locust exited with code {process.returncode}; see {plan.out_dir / 'locust.log'}")
+        LOADTEST.line(f"Locust exited with code {process.returncode}; see {plan.out_dir / 'locust.log'}")
     return completed
 
 
@@ -162,21 +162,12 @@ def _echo(stream: IO[str] | None, log: IO[str]) -> None:
         return
     for line in stream:
         log.write(line)
-        if line.startswith(_ECHOED[0]) or any(marker in line for marker in _ECHOED[1:]):
+        if line.startswith(LOCUST.prefix) or any(marker in line for marker in _PROBLEMS):
             print(line, end="", flush=True)
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)  # Locust still writes its reports on SIGTERM
-    try:
-        process.wait(STOP_TIMEOUT_SECONDS + 15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
 def judge(
-    plan: Plan,
+    plan: LoadTestPlan,
     target: str,
     summary: dict[str, Any],
     records: list[TurnRecord],
@@ -219,7 +210,7 @@ def judge(
     )
     text = report.write(verdict, plan.out_dir, [*files, "summary.txt", "verdict.json"])
     print(text, end="", flush=True)
-    say(f"results in {plan.out_dir}")
+    LOADTEST.line(f"results in {plan.out_dir}")
     return 0 if verdict.passed else 1
 
 

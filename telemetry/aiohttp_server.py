@@ -16,6 +16,9 @@ from aiohttp import hdrs, web
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+# The application marks a refused request's response with the reason (one of catalog.REJECTIONS) and, for a failed
+# authentication, why (one of catalog.AUTH_FAILURES): the bot's hooks protocol.
+from bot.hooks import AUTH_FAILURE, REJECTION
 from telemetry import catalog
 from telemetry.correlation import RequestOutcome, current_request, qualified_type
 from telemetry.instruments import Instruments, Labels
@@ -23,10 +26,6 @@ from telemetry.instruments import Instruments, Labels
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _propagator = TraceContextTextMapPropagator()
 UNTRACED_PATHS = frozenset({"/healthz", "/metrics"})
-# The application marks a refused request's response with the reason (one of catalog.REJECTIONS).
-REJECTION = web.ResponseKey(catalog.REJECTION_REASON, str)
-# ... and a request that failed authentication with why (one of catalog.AUTH_FAILURES).
-AUTH_FAILURE = web.ResponseKey(catalog.AUTH_FAILURE, str)
 
 
 def _route(request: web.Request) -> str | None:

@@ -1,10 +1,11 @@
 """Which Azure Monitor exporters the bot can use with the installed SDK.
 
-The fast envelope builders (azure_export.py) and the standard-metric conversion (azure_metrics.py) use private
-helpers of azure-monitor-opentelemetry-exporter, a beta whose internals change between releases; pyproject.toml pins
-the release they were written against. Should another release be installed anyway, the bot checks at start-up that
-the helpers are there and still build the envelopes the SDK builds, and otherwise uses the SDK's exporters as they
-are, with one WARNING: slower, without the enrichments that docs/telemetry.md lists, but correct.
+The fast envelope builders (telemetry/azure_export/) and the standard-metric conversion (azure_metrics.py) use
+private helpers of azure-monitor-opentelemetry-exporter, a beta whose internals change between releases;
+pyproject.toml pins the release they were written against. Should another release be installed anyway, the bot
+checks at start-up that the helpers are there and still build the envelopes the SDK builds, and otherwise uses the
+SDK's exporters as they are, with one WARNING: slower, without the enrichments that docs/telemetry.md lists, but
+correct.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from opentelemetry.sdk.metrics.export import (
 
 from telemetry import catalog
 
-REQUESTS_DURATION_ID = "requests/duration"
 _MILLISECONDS_PER_SECOND = 1000.0
 
 

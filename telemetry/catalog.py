@@ -1,13 +1,65 @@
 """Every telemetry name the project emits: metrics, spans, events and attributes.
 
 This module is the single source of truth. Instrumentation code, docs/telemetry.md, dashboards, alert rules and
-queries use these names; tests prove they match. It holds data only and imports nothing heavy.
+queries use these names; tests prove they match. It holds data only and imports nothing heavy (the bot's
+vocabulary comes from bot/vocabulary.py, data only too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# The bot's own vocabulary (intents, rejection reasons, authentication failures, turn-state keys) is defined by the bot
+# and only named here, as the values of the attributes below; new values are added in bot/vocabulary.py.
+from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them catalog.INTENT_HELP etc.
+    ANSWER_DELIVERIES,
+    ANSWER_SOURCES,
+    AUTH_BAD_SIGNATURE,
+    AUTH_EXPIRED,
+    AUTH_FAILURES,
+    AUTH_MALFORMED,
+    AUTH_MISSING,
+    AUTH_OTHER,
+    AUTH_OTHER_SERVICE_URL,
+    AUTH_WRONG_AUDIENCE,
+    AUTH_WRONG_ISSUER,
+    DELIVERED,
+    DELIVERY_CANCELLED,
+    DELIVERY_FAILED,
+    DELIVERY_REFUSED,
+    FAULT_DELAY_METRIC,
+    FAULT_DELAY_RATIO_METRIC,
+    FAULT_ERROR_RATIO_METRIC,
+    INTENT_CANCEL,
+    INTENT_DIALOG,
+    INTENT_FALLBACK,
+    INTENT_HELP,
+    INTENT_KNOWLEDGE,
+    INTENT_MODEL,
+    INTENT_NONE,
+    INTENT_WELCOME,
+    INTENTS,
+    KNOWLEDGE_ANSWER_EVENT,
+    KNOWLEDGE_FALLBACK_EVENT,
+    PROVIDER_AZURE_OPENAI,
+    PROVIDER_OPENAI,
+    REJECT_INVALID_JSON,
+    REJECT_MEDIA_TYPE,
+    REJECT_METHOD,
+    REJECT_NOT_AN_ACTIVITY,
+    REJECT_OVERLOADED,
+    REJECT_TIMEOUT,
+    REJECT_TOO_LARGE,
+    REJECT_UNAUTHORIZED,
+    REJECT_UNSUPPORTED_INVOKE,
+    REJECTIONS,
+    SOURCE_FALLBACK,
+    SOURCE_KNOWLEDGE,
+    SOURCE_MODEL,
+    TURN_STATE_DIALOG,
+    TURN_STATE_INTENT,
+)
 
 
 class Instrument(StrEnum):
@@ -114,71 +166,9 @@ COMPONENT_TYPE = "otel.component.type"  # semconv: kind of batch processor
 OUTCOME_SUCCESS = "success"
 OUTCOME_ERROR = "error"
 
-INTENT_WELCOME = "welcome"
-INTENT_HELP = "help"
-INTENT_KNOWLEDGE = "knowledge"
-INTENT_FALLBACK = "fallback"
-INTENT_DIALOG = "dialog"
-INTENT_CANCEL = "cancel"
-INTENT_NONE = "none"
-INTENT_MODEL = "model"  # a question the knowledge base could not answer, sent to the language model (bot/answers)
-INTENTS = (
-    INTENT_WELCOME,
-    INTENT_HELP,
-    INTENT_KNOWLEDGE,
-    INTENT_FALLBACK,
-    INTENT_DIALOG,
-    INTENT_CANCEL,
-    INTENT_NONE,
-    INTENT_MODEL,
-)
-
 # error.type of a failed channel reply: these statuses as they are, any other status as _OTHER (bounded series).
 KNOWN_REPLY_STATUSES = frozenset({400, 401, 403, 404, 405, 408, 409, 412, 413, 415, 429, 500, 501, 502, 503, 504})
 ERROR_TYPE_OTHER = "_OTHER"
-
-# Request rejections (bad input); each is answered with a 4xx and counted.
-REJECT_INVALID_JSON = "invalid_json"
-REJECT_NOT_AN_ACTIVITY = "not_an_activity"
-REJECT_MEDIA_TYPE = "unsupported_media_type"
-REJECT_TOO_LARGE = "body_too_large"
-REJECT_UNAUTHORIZED = "unauthorized"
-REJECT_METHOD = "method_not_allowed"
-REJECT_OVERLOADED = "overloaded"
-REJECT_TIMEOUT = "request_timeout"
-REJECT_UNSUPPORTED_INVOKE = "unsupported_invoke"  # answered 501, as Bot Framework SDKs answer invokes they lack
-REJECTIONS = (
-    REJECT_INVALID_JSON,
-    REJECT_NOT_AN_ACTIVITY,
-    REJECT_MEDIA_TYPE,
-    REJECT_TOO_LARGE,
-    REJECT_UNAUTHORIZED,
-    REJECT_METHOD,
-    REJECT_OVERLOADED,
-    REJECT_TIMEOUT,
-    REJECT_UNSUPPORTED_INVOKE,
-)
-
-# Why a request failed authentication (its rejection is `unauthorized`); anything botbuilder says that is not
-# recognised is `other`, so the set stays bounded.
-AUTH_MISSING = "missing"
-AUTH_MALFORMED = "malformed"
-AUTH_EXPIRED = "expired"
-AUTH_WRONG_AUDIENCE = "wrong_audience"
-AUTH_WRONG_ISSUER = "wrong_issuer"
-AUTH_BAD_SIGNATURE = "bad_signature"
-AUTH_OTHER_SERVICE_URL = "other_service_url"
-AUTH_OTHER = "other"
-AUTH_FAILURES = (
-    AUTH_MISSING,
-    AUTH_MALFORMED,
-    AUTH_EXPIRED,
-    AUTH_WRONG_AUDIENCE,
-    AUTH_WRONG_ISSUER,
-    AUTH_BAD_SIGNATURE,
-    AUTH_OTHER_SERVICE_URL,
-    AUTH_OTHER,
-)
 
 # Batch processors as the SDK names them (otel.component.type); each holds a bounded queue in front of one exporter.
 PROCESSOR_SPANS = "batching_span_processor"
@@ -426,19 +416,19 @@ QUEUE_CAPACITY_LOGS = Metric(
     _PROCESSOR_ATTRIBUTES,
 )
 FAULT_ERROR_RATIO = Metric(
-    "bot.faults.error_ratio",
+    FAULT_ERROR_RATIO_METRIC,
     Instrument.GAUGE,
     "1",
     "Share of message turns the fault injection makes fail (0 = off; BOT_FAULT_ERROR_RATIO)",
 )
 FAULT_DELAY_RATIO = Metric(
-    "bot.faults.delay_ratio",
+    FAULT_DELAY_RATIO_METRIC,
     Instrument.GAUGE,
     "1",
     "Share of message turns the fault injection slows down (0 = off; BOT_FAULT_DELAY_RATIO)",
 )
 FAULT_DELAY = Metric(
-    "bot.faults.delay",
+    FAULT_DELAY_METRIC,
     Instrument.GAUGE,
     "s",
     "Delay the fault injection adds to a slowed turn (BOT_FAULT_DELAY_SECONDS)",
@@ -515,8 +505,8 @@ EVENT_WATERFALL_COMPLETE = Event("WaterfallComplete", "A waterfall dialog ended 
 EVENT_WATERFALL_CANCEL = Event(
     "WaterfallCancel", "A waterfall dialog was cancelled", ("DialogId", "StepName", "InstanceId")
 )
-EVENT_KNOWLEDGE_ANSWER = Event("KnowledgeAnswer", "The knowledge base answered a question", ("topic",))
-EVENT_KNOWLEDGE_FALLBACK = Event("KnowledgeFallback", "The bot did not understand a message", ())
+EVENT_KNOWLEDGE_ANSWER = Event(KNOWLEDGE_ANSWER_EVENT, "The knowledge base answered a question", ("topic",))
+EVENT_KNOWLEDGE_FALLBACK = Event(KNOWLEDGE_FALLBACK_EVENT, "The bot did not understand a message", ())
 
 EVENTS: tuple[Event, ...] = (
     EVENT_INITIALIZED,
@@ -530,15 +520,12 @@ EVENTS: tuple[Event, ...] = (
     EVENT_KNOWLEDGE_FALLBACK,
 )
 
-# ---- turn state keys the bot may set so the turn telemetry can describe the turn ---------------------------------
-TURN_STATE_INTENT = "otel_chatbot.intent"  # one of INTENTS
-TURN_STATE_DIALOG = "otel_chatbot.dialog"  # id of the dialog the turn ran in, if any
-
 # ---- trace activity the bot sends on the emulator channel --------------------------------------------------------
 TRACE_ACTIVITY_NAME = "otel_chatbot.turn"
 TRACE_ACTIVITY_VALUE_TYPE = "https://opentelemetry.io/schemas/trace-context"
 
 # ==== GenAI: language model answers (bot/answers, telemetry/genai.py, docs/genai.md) ================================
+
 # Names of the OpenTelemetry GenAI semantic conventions (status Development) where they exist; bot.answer.* are ours.
 # Kept apart from METRICS/ATTRIBUTES/EVENTS: these series exist only when a model is configured (tests/test_genai_*).
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
@@ -565,21 +552,10 @@ ANSWER_DELIVERY = "bot.answer.delivery"
 FEEDBACK_HAS_COMMENT = "bot.feedback.has_comment"
 
 GEN_AI_OPERATION_CHAT = "chat"
-PROVIDER_OPENAI = "openai"
-PROVIDER_AZURE_OPENAI = "azure.ai.openai"
 TOKEN_INPUT = "input"
 TOKEN_OUTPUT = "output"
 EVALUATION_USER_RATING = "user_rating"  # gen_ai.evaluation.name of the feedback dialog's 1-5 rating
 SCORE_LABELS = ("negative", "neutral", "positive")  # ratings 1-2, 3, 4-5
-SOURCE_KNOWLEDGE = "knowledge"
-SOURCE_MODEL = "model"
-SOURCE_FALLBACK = "fallback"
-ANSWER_SOURCES = (SOURCE_KNOWLEDGE, SOURCE_MODEL, SOURCE_FALLBACK)
-DELIVERED = "delivered"
-DELIVERY_FAILED = "failed"  # the channel refused the proactive message or could not be reached
-DELIVERY_CANCELLED = "cancelled"  # the bot shut down first
-DELIVERY_REFUSED = "refused"  # too many answers pending already: the user got the fallback at once
-ANSWER_DELIVERIES = (DELIVERED, DELIVERY_FAILED, DELIVERY_CANCELLED, DELIVERY_REFUSED)
 # error.type of a model call: the HTTP status the server answered, or one of these (else a qualified exception type).
 GEN_AI_ERRORS = ("timeout", "connection_error", "empty_answer", "cancelled")
 

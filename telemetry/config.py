@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from urllib.parse import unquote, urlsplit
 
+# The parsers are shared with the bot's settings; ConfigError is re-exported for telemetry's callers.
+from bot.envparse import ConfigError, parse_bool, parse_number
+
 DEFAULT_SERVICE_NAME = "otel-chatbot"
 DEFAULT_ENVIRONMENT = "development"
 
@@ -30,47 +33,6 @@ SAMPLERS = (
 # Every turn is traced up to this rate; beyond it the share traced adapts so that tracing costs no more than this.
 DEFAULT_SAMPLER = RATE_LIMITED_SAMPLER
 DEFAULT_TRACES_PER_SECOND = 100.0
-
-
-class ConfigError(ValueError):
-    """A setting has a value the program cannot use. `variable` names the environment variable."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
-
-
-def parse_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, f"expected true or false, got {raw!r}")
-
-
-def parse_number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
-    return value
-
-
-def parse_port(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 65535:
-        raise ConfigError(name, f"expected a TCP port number 0-65535, got {raw!r}")
-    return int(raw)
 
 
 def parse_url(environ: Mapping[str, str], name: str) -> str | None:

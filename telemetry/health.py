@@ -7,7 +7,8 @@ while Azure cannot be reached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from opentelemetry.metrics import Counter
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -17,6 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry import catalog
+
+_Result = TypeVar("_Result")
 
 
 class ExportCounters:
@@ -37,44 +40,52 @@ class ExportCounters:
         counter.add(amount, attributes)
 
 
-class CountingSpanExporter(SpanExporter):
-    def __init__(self, inner: SpanExporter, component: str, counters: ExportCounters) -> None:
+def _counted(
+    export: Callable[[], _Result], success: _Result, counter: Counter | None, amount: int, component: str
+) -> _Result:
+    """Runs one export and counts its items: failed with `export_failed` when the exporter said so, `exception`
+    when it raised."""
+    failure: str | None = "exception"
+    try:
+        result = export()
+        failure = None if result is success else "export_failed"
+        return result
+    finally:
+        ExportCounters.add(counter, amount, component, failure)
+
+
+class _Exporter(Protocol):
+    def shutdown(self) -> None: ...
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool: ...
+
+
+_Inner = TypeVar("_Inner", bound=_Exporter)
+
+
+class _Wrapper(Generic[_Inner]):
+    """A span or log exporter's wrapper: shutdown and force_flush handed to the wrapped one."""
+
+    def __init__(self, inner: _Inner, component: str, counters: ExportCounters) -> None:
         self._inner, self._component, self._counters = inner, component, counters
 
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountingSpanExporter(_Wrapper[SpanExporter], SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        failure: str | None = "exception"
-        try:
-            result = self._inner.export(spans)
-            failure = None if result is SpanExportResult.SUCCESS else "export_failed"
-            return result
-        finally:
-            self._counters.add(self._counters.spans, len(spans), self._component, failure)
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        success, counter = SpanExportResult.SUCCESS, self._counters.spans
+        return _counted(lambda: self._inner.export(spans), success, counter, len(spans), self._component)
 
 
-class CountingLogExporter(LogRecordExporter):
-    def __init__(self, inner: LogRecordExporter, component: str, counters: ExportCounters) -> None:
-        self._inner, self._component, self._counters = inner, component, counters
-
+class CountingLogExporter(_Wrapper[LogRecordExporter], LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        failure: str | None = "exception"
-        try:
-            result = self._inner.export(batch)
-            failure = None if result is LogRecordExportResult.SUCCESS else "export_failed"
-            return result
-        finally:
-            self._counters.add(self._counters.logs, len(batch), self._component, failure)
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        success, counter = LogRecordExportResult.SUCCESS, self._counters.logs
+        return _counted(lambda: self._inner.export(batch), success, counter, len(batch), self._component)
 
 
 class CountingMetricExporter(MetricExporter):
@@ -87,13 +98,13 @@ class CountingMetricExporter(MetricExporter):
         self._inner, self._component, self._counters = inner, component, counters
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
-        failure: str | None = "exception"
-        try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-            failure = None if result is MetricExportResult.SUCCESS else "export_failed"
-            return result
-        finally:
-            self._counters.add(self._counters.metric_points, _points(metrics_data), self._component, failure)
+        return _counted(
+            lambda: self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+            MetricExportResult.SUCCESS,
+            self._counters.metric_points,
+            _points(metrics_data),
+            self._component,
+        )
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._inner.force_flush(timeout_millis)

@@ -98,7 +98,8 @@ class Recorder:
     """Records on one SDK counter or histogram, label sets given as `Labels`, at a fraction of the SDK's cost.
 
     Each SDK measurement copies, validates and sorts its attributes, then hashes them again for every metric
-    reader (Prometheus and Azure Monitor) to find the aggregation to update: some 30 µs, several times a turn.
+    reader (Prometheus and Azure Monitor) to find the aggregation to update, several times a turn (what that cost
+    and what this saves: docs/performance.md, "A traced turn").
     The first measurement of a label set goes through the SDK; the aggregations it updated (one per reader and
     view) are then looked up once and the later measurements of that label set update them directly, as the SDK
     would with exemplars off. Whenever that lookup is not possible (readers added or removed since, exemplars

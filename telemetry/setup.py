@@ -1,7 +1,15 @@
 """One call that configures traces, metrics and logs; the returned handle flushes and shuts everything down.
 
-Providers are created explicitly and handed to each instrumentation, so nothing depends on global state unless
-`install_globals()` is called (the running bot does; tests create several handles in one process).
+Providers are created explicitly and handed to each instrumentation; the OpenTelemetry API's global providers stay
+untouched unless `install_globals()` is called (the running bot does; tests create several handles in one process).
+`configure()` does change process-wide state all the same:
+- environment variables the Azure Monitor SDK reads (QUIET_AZURE_ENVIRONMENT), set only where the operator has not
+  set them, and left set after shutdown;
+- `OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`, only while the batch processors are built (processor_metrics), then
+  restored;
+- the `logging` module (telemetry/logs.py): a console handler on the root logger, whose level is lowered to
+  BOT_LOG_LEVEL, the export handler on the `bot` and `telemetry` loggers, and the levels of the SDKs' own loggers;
+  `Telemetry.shutdown()` removes the handlers again.
 """
 
 from __future__ import annotations
@@ -11,12 +19,11 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.context import Context
 from opentelemetry.metrics import set_meter_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
@@ -26,21 +33,11 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
-from opentelemetry.trace import Link, SpanKind, TraceState
-from opentelemetry.util.types import AnyValue, Attributes
+from opentelemetry.util.types import AnyValue
 from prometheus_client import CollectorRegistry
 
 from telemetry import catalog
-from telemetry.config import FIXED_PERCENTAGE_SAMPLER, RATE_LIMITED_SAMPLER, TelemetryConfig
+from telemetry.config import TelemetryConfig
 from telemetry.correlation import SAMPLED_WITH_TURN, CorrelationLogProcessor, CorrelationSpanProcessor
 from telemetry.drop_counting import count_drops_exactly
 from telemetry.health import CountingLogExporter, CountingMetricExporter, CountingSpanExporter, ExportCounters
@@ -49,6 +46,7 @@ from telemetry.logs import ConsoleHandler, configure_logging
 from telemetry.offline_retry import OfflineRetry
 from telemetry.privacy import Hasher, RedactingLogProcessor, RedactingSpanExporter
 from telemetry.prometheus import PrometheusReader
+from telemetry.sampling import build_sampler
 
 log = logging.getLogger("telemetry")
 
@@ -59,10 +57,7 @@ QUIET_AZURE_ENVIRONMENT = {
     "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
     "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
     "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    # Current HTTP semantic conventions (url.full, http.request.method, ...) on the reply spans.
-    "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
 }
-SAMPLE_RATE_ATTRIBUTE = catalog.SAMPLE_RATE
 EVENT_ATTRIBUTE = "microsoft.custom_event.name"  # the Azure Monitor exporter turns such log records into customEvents
 
 
@@ -78,93 +73,6 @@ def build_resource(config: TelemetryConfig) -> Resource:
         }
     )
     return Resource.create(attributes)
-
-
-class SampleRateRecordingSampler(Sampler):
-    """Another sampler's decisions, with the sampling percentage recorded where Application Insights reads it
-    (`_MS.sampleRate`), so that its counts of requests and dependencies are scaled back to all turns."""
-
-    def __init__(self, inner: Sampler, percentage: float) -> None:
-        self._inner = inner
-        self._percentage = percentage
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-        if not result.decision.is_sampled() or self._percentage >= 100.0:
-            return result
-        recorded = dict(result.attributes or {})
-        recorded[SAMPLE_RATE_ATTRIBUTE] = self._percentage
-        return SamplingResult(result.decision, recorded, result.trace_state)
-
-    def get_description(self) -> str:
-        return f"SampleRateRecording{{{self._inner.get_description()}}}"
-
-
-class WholeTurnSampler(Sampler):
-    """Spans inside a turn (its replies) share the turn's decision and sample rate; a turn itself (no parent, or a
-    caller's traceparent) is decided by `turns`.
-
-    Without it, the rate-limited sampler decides a child again when its parent was kept at 100 % (no sample rate on
-    it), so once the rate drops a kept turn could lose its reply spans; and `ParentBased` keeps the children of a
-    kept turn without its sample rate, so Application Insights would count their dependencies unscaled."""
-
-    def __init__(self, turns: Sampler) -> None:
-        self._turns = turns
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        parent = trace.get_current_span(parent_context)
-        context = parent.get_span_context()
-        if not context.is_valid or context.is_remote:
-            return self._turns.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-        inherited = dict(attributes or {})
-        rate = (getattr(parent, "attributes", None) or {}).get(SAMPLE_RATE_ATTRIBUTE)
-        if rate is not None:
-            inherited[SAMPLE_RATE_ATTRIBUTE] = rate
-        decision = Decision.RECORD_AND_SAMPLE if parent.is_recording() else Decision.DROP
-        return SamplingResult(decision, inherited, context.trace_state)
-
-    def get_description(self) -> str:
-        return f"WholeTurn{{{self._turns.get_description()}}}"
-
-
-def build_sampler(config: TelemetryConfig) -> Sampler:
-    from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, RateLimitedSampler
-
-    turns: Sampler
-    base = config.sampler.removeprefix("parentbased_")
-    if config.sampler == RATE_LIMITED_SAMPLER:
-        # As many traces per second as the argument, whatever the load; it records the share it keeps on each span.
-        # It ignores a caller's sampled flag, so no caller can lift the cap.
-        turns = RateLimitedSampler(config.sampler_ratio)
-    elif config.sampler == FIXED_PERCENTAGE_SAMPLER:
-        turns = ApplicationInsightsSampler(config.sampler_ratio)
-    elif base == "always_on":
-        turns = ALWAYS_ON
-    elif base == "always_off":
-        turns = ALWAYS_OFF
-    else:
-        turns = SampleRateRecordingSampler(TraceIdRatioBased(config.sampler_ratio), config.sampler_ratio * 100)
-    if config.sampler.startswith("parentbased_"):
-        turns = ParentBased(turns)  # a caller's traceparent decides
-    return WholeTurnSampler(turns)
 
 
 def histogram_views() -> list[View]:
@@ -286,101 +194,29 @@ def configure(
     console: bool = True,
 ) -> Telemetry:
     """Build providers and exporters for the bot. Extra exporters and readers (tests, OTLP) are added beside
-    Azure Monitor and Prometheus; all of them see spans and logs only after redaction."""
-    for name, value in QUIET_AZURE_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+    Azure Monitor and Prometheus; all of them see spans and logs only after redaction. What this changes outside the
+    returned handle: the module docstring."""
+    quiet_azure_sdk()
     resource = build_resource(config)
-    span_exporters = list(span_exporters)
-    log_exporters = list(log_exporters)
-    readers: list[MetricReader] = list(metric_readers)
-
     registry = CollectorRegistry()
-    readers.append(PrometheusReader(registry=registry, exemplars=config.prometheus_exemplars))
-
+    readers = [*metric_readers, PrometheusReader(registry=registry, exemplars=config.prometheus_exemplars)]
+    exports = _Exports(list(span_exporters), list(log_exporters), readers)
     tracer_provider = TracerProvider(resource=resource, sampler=build_sampler(config))
-    counters = ExportCounters()
     azure = bool(config.connection_string)
-    azure_exporters: dict[int, str] = {}  # id of the exporter object -> signal
-    retry: OfflineRetry | None = None
     if azure:
-        from telemetry.azure_guard import choose_exporters
-        from telemetry.azure_metrics import WithoutMetrics
-
-        exporters = choose_exporters()
-        options: dict[str, object] = {
-            "connection_string": config.connection_string,
-            # Batches that fail (5xx, 429, connection refused) go to disk at once instead of being retried in the
-            # export thread with back-off; stored batches are resent every interval (OfflineRetry) and after the next
-            # successful export, each file at most once per interval (the SDK's default is 60 s).
-            "retry_total": 0,
-            "storage_min_retry_interval": int(config.storage_retry_seconds),
-        }
-        if config.entra_client_id is not None:
-            # Ingestion with Microsoft Entra ID tokens of the managed identity (local auth may then be disabled).
-            from azure.identity import ManagedIdentityCredential
-
-            options["credential"] = ManagedIdentityCredential(client_id=config.entra_client_id or None)
-        # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
-        name = catalog.EXPORTER_AZURE_MONITOR
-        storage = storage_directories(config)
-        trace_exporter = exporters.trace(
-            tracer_provider=tracer_provider, storage_directory=storage["traces"], **options
-        )
-        span_exporters.append(CountingSpanExporter(trace_exporter, name, counters))
-        azure_logs = exporters.log(storage_directory=storage["logs"], **options)
-        log_exporters.append(CountingLogExporter(azure_logs, name, counters))
-        azure_exporters.update({id(span_exporters[-1]): "traces", id(log_exporters[-1]): "logs"})
-        azure_metrics = exporters.metric(storage_directory=storage["metrics"], **options)
-        stored = [trace_exporter, azure_logs, azure_metrics]
-        if not exporters.fast:  # ingestion extracts the standard metrics from the (unmarked) request items instead
-            azure_metrics = WithoutMetrics(azure_metrics, frozenset({catalog.HTTP_SERVER_DURATION.name}))
-        metric_exporter = CountingMetricExporter(azure_metrics, name, counters)
-        readers.append(PeriodicExportingMetricReader(metric_exporter))
-        if exporters.fast:  # it relies on the exporters' private storage and transmission, checked with the rest
-            retry = OfflineRetry(stored, config.storage_retry_seconds)
+        _add_azure_monitor(exports, config, tracer_provider)
     if config.otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        name = catalog.EXPORTER_OTLP
-        span_exporters.append(CountingSpanExporter(OTLPSpanExporter(), name, counters))
-        log_exporters.append(CountingLogExporter(OTLPLogExporter(), name, counters))
-        readers.append(PeriodicExportingMetricReader(CountingMetricExporter(OTLPMetricExporter(), name, counters)))
-
-    # Exemplars cost every measurement (and the recorders' shortcut, instruments.Recorder): only Prometheus shows
-    # them, so they are sampled only when it is asked to (BOT_PROMETHEUS_EXEMPLARS).
-    meter_provider = MeterProvider(
-        resource=resource,
-        metric_readers=readers,
-        views=histogram_views(),
-        exemplar_filter=TraceBasedExemplarFilter() if config.prometheus_exemplars else AlwaysOffExemplarFilter(),
-    )
+        _add_otlp(exports)
+    meter_provider = _meter_provider(config, resource, exports.readers)
     logger_provider = LoggerProvider(resource=resource)
+    # Processors run in the order they are added: redaction and correlation before any exporting batch processor.
     logger_provider.add_log_record_processor(RedactingLogProcessor())
     logger_provider.add_log_record_processor(CorrelationLogProcessor())
     tracer_provider.add_span_processor(CorrelationSpanProcessor())
-    azure_processors: dict[str, str] = {}
-    with processor_metrics():
-        for exporter in span_exporters:
-            # Spans are redacted in the batch processor's thread (each value is bounded, but a turn has several).
-            processor: SpanProcessor = BatchSpanProcessor(
-                RedactingSpanExporter(exporter), meter_provider=meter_provider
-            )
-            component = count_drops_exactly(processor)
-            if component and id(exporter) in azure_exporters:
-                azure_processors[azure_exporters[id(exporter)]] = component
-            tracer_provider.add_span_processor(processor)
-        for log_exporter in log_exporters:
-            log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
-            component = count_drops_exactly(log_processor)
-            if component and id(log_exporter) in azure_exporters:
-                azure_processors[azure_exporters[id(log_exporter)]] = component
-            logger_provider.add_log_record_processor(log_processor)
-
+    azure_processors = _add_batch_processors(exports, tracer_provider, logger_provider, meter_provider)
     instruments = Instruments(meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, config.service_version))
-    counters.spans, counters.logs = instruments.exported_spans, instruments.exported_logs
-    counters.metric_points = instruments.exported_metric_points
+    exports.counters.spans, exports.counters.logs = instruments.exported_spans, instruments.exported_logs
+    exports.counters.metric_points = instruments.exported_metric_points
     hasher = Hasher(config.hash_key)
     handle = Telemetry(
         config=config,
@@ -393,7 +229,7 @@ def configure(
         hasher=hasher,
         azure_monitor_enabled=azure,
         azure_processors=azure_processors,
-        offline_retry=retry.start() if retry else None,
+        offline_retry=exports.offline_retry.start() if exports.offline_retry else None,
     )
     handle._log_handlers = configure_logging(config, logger_provider, console=console)
     if not azure:
@@ -401,3 +237,113 @@ def configure(
     if hasher.key_is_ephemeral:
         log.info("BOT_TELEMETRY_HASH_KEY is not set: conversation and user hashes change when the process restarts")
     return handle
+
+
+def quiet_azure_sdk() -> None:
+    """Tell the Azure Monitor SDK not to phone home (QUIET_AZURE_ENVIRONMENT) where the operator has not decided."""
+    for name, value in QUIET_AZURE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+@dataclass
+class _Exports:
+    """Where telemetry goes: span and log exporters and metric readers, each exporter wrapped to count its exports,
+    which of them are Azure Monitor's (by the wrapper's id, with its signal), and the resender of their stored
+    batches."""
+
+    spans: list[SpanExporter]
+    logs: list[LogRecordExporter]
+    readers: list[MetricReader]
+    counters: ExportCounters = field(default_factory=ExportCounters)
+    azure_signals: dict[int, str] = field(default_factory=dict)
+    offline_retry: OfflineRetry | None = None
+
+
+def _azure_options(config: TelemetryConfig) -> dict[str, object]:
+    """Keywords every Azure Monitor exporter gets."""
+    options: dict[str, object] = {
+        "connection_string": config.connection_string,
+        # Batches that fail (5xx, 429, connection refused) go to disk at once instead of being retried in the export
+        # thread with back-off; stored batches are resent every interval (OfflineRetry) and after the next successful
+        # export, each file at most once per interval (the SDK's default is 60 s).
+        "retry_total": 0,
+        "storage_min_retry_interval": int(config.storage_retry_seconds),
+    }
+    if config.entra_client_id is not None:
+        # Ingestion with Microsoft Entra ID tokens of the managed identity (local auth may then be disabled).
+        from azure.identity import ManagedIdentityCredential
+
+        options["credential"] = ManagedIdentityCredential(client_id=config.entra_client_id or None)
+    return options
+
+
+def _add_azure_monitor(exports: _Exports, config: TelemetryConfig, tracer_provider: TracerProvider) -> None:
+    from telemetry.azure_guard import choose_exporters
+    from telemetry.azure_metrics import WithoutMetrics
+
+    exporters = choose_exporters()
+    options = _azure_options(config)
+    name = catalog.EXPORTER_AZURE_MONITOR
+    counters = exports.counters
+    storage = storage_directories(config)
+    # Given the provider, the trace exporter reads the resource from it rather than from the global provider.
+    traces = exporters.trace(tracer_provider=tracer_provider, storage_directory=storage["traces"], **options)
+    exports.spans.append(CountingSpanExporter(traces, name, counters))
+    logs = exporters.log(storage_directory=storage["logs"], **options)
+    exports.logs.append(CountingLogExporter(logs, name, counters))
+    exports.azure_signals.update({id(exports.spans[-1]): "traces", id(exports.logs[-1]): "logs"})
+    metrics = exporters.metric(storage_directory=storage["metrics"], **options)
+    stored = [traces, logs, metrics]
+    if not exporters.fast:  # ingestion extracts the standard metrics from the (unmarked) request items instead
+        metrics = WithoutMetrics(metrics, frozenset({catalog.HTTP_SERVER_DURATION.name}))
+    exports.readers.append(PeriodicExportingMetricReader(CountingMetricExporter(metrics, name, counters)))
+    if exporters.fast:  # it relies on the exporters' private storage and transmission, checked with the rest
+        exports.offline_retry = OfflineRetry(stored, config.storage_retry_seconds)
+
+
+def _add_otlp(exports: _Exports) -> None:
+    """OTLP over HTTP; the exporters read their endpoint and headers from the OTEL_EXPORTER_OTLP_* variables."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    name, counters = catalog.EXPORTER_OTLP, exports.counters
+    exports.spans.append(CountingSpanExporter(OTLPSpanExporter(), name, counters))
+    exports.logs.append(CountingLogExporter(OTLPLogExporter(), name, counters))
+    exports.readers.append(PeriodicExportingMetricReader(CountingMetricExporter(OTLPMetricExporter(), name, counters)))
+
+
+def _meter_provider(config: TelemetryConfig, resource: Resource, readers: list[MetricReader]) -> MeterProvider:
+    # Exemplars cost every measurement (and the recorders' shortcut, instruments.Recorder): only Prometheus shows
+    # them, so they are sampled only when it is asked to (BOT_PROMETHEUS_EXEMPLARS).
+    return MeterProvider(
+        resource=resource,
+        metric_readers=readers,
+        views=histogram_views(),
+        exemplar_filter=TraceBasedExemplarFilter() if config.prometheus_exemplars else AlwaysOffExemplarFilter(),
+    )
+
+
+def _add_batch_processors(
+    exports: _Exports, tracer_provider: TracerProvider, logger_provider: LoggerProvider, meter_provider: MeterProvider
+) -> dict[str, str]:
+    """A batch processor per exporter, counting what it drops; returns the otel.component.name of those in front of
+    Azure Monitor, by signal."""
+    azure_processors: dict[str, str] = {}
+    with processor_metrics():
+        for exporter in exports.spans:
+            # Spans are redacted in the batch processor's thread (each value is bounded, but a turn has several).
+            processor: SpanProcessor = BatchSpanProcessor(
+                RedactingSpanExporter(exporter), meter_provider=meter_provider
+            )
+            component = count_drops_exactly(processor)
+            if component and id(exporter) in exports.azure_signals:
+                azure_processors[exports.azure_signals[id(exporter)]] = component
+            tracer_provider.add_span_processor(processor)
+        for log_exporter in exports.logs:
+            log_processor: LogRecordProcessor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
+            component = count_drops_exactly(log_processor)
+            if component and id(log_exporter) in exports.azure_signals:
+                azure_processors[exports.azure_signals[id(log_exporter)]] = component
+            logger_provider.add_log_record_processor(log_processor)
+    return azure_processors

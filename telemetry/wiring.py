@@ -1,5 +1,5 @@
-"""What the application needs from telemetry, bundled: HTTP middleware, turn middleware, the dialogs' telemetry
-client and the reply session's trace configs."""
+"""Telemetry's implementation of the bot's hooks (bot/hooks.py): HTTP middleware, turn middleware, the dialogs'
+telemetry client and the reply session's trace configs. `python -m bot` hands `instrument(telemetry)` to the app."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def reply_url(url: URL) -> str:
 
 
 @dataclass
-class Instrumentation:
+class TelemetryHooks:
+    """Implements `bot.hooks.Instrumentation`."""
+
     http_middlewares: Sequence[object] = ()
     turn_middlewares: Sequence[Middleware] = ()
     telemetry_client: BotTelemetryClient | None = None
@@ -58,8 +60,8 @@ class Instrumentation:
     answer_observer: Any = None
 
 
-def instrument(telemetry: Telemetry) -> Instrumentation:
-    return Instrumentation(
+def instrument(telemetry: Telemetry) -> TelemetryHooks:
+    return TelemetryHooks(
         http_middlewares=(
             server_middleware(
                 telemetry.tracer, telemetry.instruments, trust_forwarded=telemetry.config.trust_forwarded_headers

@@ -1,4 +1,4 @@
-"""The fast Azure Monitor exporters (telemetry/azure_export.py) send what the SDK's exporters send, envelope for
+"""The fast Azure Monitor exporters (telemetry/azure_export/) send what the SDK's exporters send, envelope for
 envelope, and lose nothing when ingestion fails: they keep the SDK's transmission and offline storage."""
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from telemetry.botframework import TurnTelemetryMiddleware
 from telemetry.prometheus import metrics_app
 from telemetry.setup import Telemetry, configure
 from telemetry.wiring import instrument
-from tests.support.botserver import settings_from
+from tests.support.botserver import settings_from, telemetry_config_from
 from tests.support.channel import Answer, ChannelStandIn
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
@@ -109,7 +109,7 @@ async def make_bot(azure_sdk_offline: None, monkeypatch: pytest.MonkeyPatch, tmp
 
     async def make(env: dict[str, str]) -> Bot:
         settings = settings_from({"BOT_STATE_DB": str(tmp_path / f"state-{len(made)}.db"), **env})
-        telemetry = configure(settings.telemetry, console=False)
+        telemetry = configure(telemetry_config_from(env), console=False)
         storage = SqliteStateStorage(settings.state_db)
         runner = web.AppRunner(
             create_app(settings, instrument(telemetry), storage=storage),

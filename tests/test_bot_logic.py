@@ -12,15 +12,7 @@ from botbuilder.core import ConversationState, MemoryStorage, NullTelemetryClien
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount
 
-from bot.bot import (
-    CANCELLED_TEXT,
-    FALLBACK_TEXT,
-    HELP_TEXT,
-    NOTHING_TO_CANCEL_TEXT,
-    WELCOME_TEXT,
-    ChatBot,
-    SimulatedFailure,
-)
+from bot.bot import WELCOME_TEXT, ChatBot, SimulatedFailure
 from bot.dialogs import FEEDBACK_DIALOG_ID, FeedbackDialog
 from bot.dialogs.feedback_dialog import (
     COMMENT_PROMPT,
@@ -30,6 +22,8 @@ from bot.dialogs.feedback_dialog import (
     parse_rating,
 )
 from bot.knowledge import KnowledgeBase, KnowledgeEntry
+from bot.routes import CANCELLED_TEXT, FALLBACK_TEXT, HELP_TEXT, NOTHING_TO_CANCEL_TEXT, shipped_routes
+from bot.routing import Route, Router, Turn, commands, dialog_route
 from bot.state import FEEDBACK_PROFILE_PROPERTY, FeedbackProfile
 from telemetry.catalog import (
     EVENT_KNOWLEDGE_ANSWER,
@@ -82,8 +76,12 @@ class Conversation:
         self.conversation_state = ConversationState(self.storage)
         self.user_state = UserState(self.storage)
         self.telemetry = RecordingTelemetryClient()
-        self.dialog = FeedbackDialog(self.user_state, self.telemetry if dialog_telemetry else None)
-        self.bot = ChatBot(self.conversation_state, self.user_state, self.dialog, KNOWLEDGE, self.telemetry)
+        routes = shipped_routes(
+            self.user_state, self.telemetry if dialog_telemetry else NullTelemetryClient(), KNOWLEDGE
+        )
+        self.router = Router(routes)
+        (self.dialog,) = self.router.dialogs
+        self.bot = ChatBot(self.conversation_state, self.user_state, self.router, self.telemetry)
         self.template = Activity(
             channel_id=channel_id,
             service_url="https://channel.invalid",
@@ -441,3 +439,28 @@ def test_load_from_a_path(tmp_path: Path) -> None:
 def test_load_rejects_invalid_files(tmp_path: Path, entries: object, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         KnowledgeBase.load(_write(tmp_path, entries))
+
+
+def test_an_intent_must_be_a_short_word_so_that_its_label_stays_bounded() -> None:
+    async def nothing(turn: Turn) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="intent"):
+        Route("Weather Today!", commands("weather"), nothing)
+
+
+async def test_a_handler_cannot_record_an_intent_no_route_registered() -> None:
+    async def stray(turn: Turn) -> str:
+        return "never-registered"
+
+    conversation = Conversation()
+    conversation.bot._router = Router([Route(INTENT_HELP, commands("help"), stray)])
+    with pytest.raises(ValueError, match="unregistered intent"):
+        await conversation.send("help")
+
+
+def test_two_dialogs_with_one_id_are_refused() -> None:
+    user_state = UserState(MemoryStorage())
+    first, second = (FeedbackDialog(user_state) for _ in range(2))
+    with pytest.raises(ValueError, match="share an id"):
+        Router([dialog_route(first, "a"), dialog_route(second, "b")])

@@ -1,10 +1,9 @@
-"""Telemetry of the bot's requests to channels (telemetry/botframework.py:channel_reply_telemetry): the CLIENT span of
-a traced turn's reply is the one the aiohttp client instrumentation makes under the current HTTP conventions, every
-reply is timed, and replies of untraced turns cost no span and carry no trace headers."""
+"""Telemetry of the bot's requests to channels (telemetry/botframework/replies.py:channel_reply_telemetry): the
+CLIENT span of a traced turn's reply is the one the aiohttp client instrumentation makes under the current HTTP
+conventions, every reply is timed, and replies of untraced turns cost no span and carry no trace headers."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from loadtest.rig.ports import free_port
 from telemetry import catalog
 from telemetry.botframework import channel_reply_telemetry
 from telemetry.instruments import Instruments
@@ -54,12 +54,6 @@ async def channel() -> AsyncIterator[Channel]:
     answering.base_url = f"http://127.0.0.1:{port}"
     yield answering
     await runner.cleanup()
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _reply(
@@ -118,7 +112,7 @@ async def test_a_traced_reply_has_the_span_the_instrumentation_makes(channel: Ch
 
 
 async def test_a_traced_reply_that_cannot_connect_is_recorded_as_the_instrumentation_records_it() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}" + ACTIVITIES.format(conversation="c-201", activity="a-1")
+    url = f"http://127.0.0.1:{free_port()}" + ACTIVITIES.format(conversation="c-201", activity="a-1")
     (ours,) = await _reply(_ours, url, traced=True)
     (theirs,) = await _reply(_instrumentation, url, traced=True)
     assert _described(ours) == _described(theirs)

@@ -1,4 +1,5 @@
-"""The botbuilder 4.17.1 defects bot/compat.py works around are still there, and the workarounds remove them.
+"""The botbuilder 4.17.1 defects bot/compat/ works around are still there, and the workarounds remove them; the speed
+rewrites of bot/fastpath/ do exactly what botbuilder does.
 
 When a botbuilder upgrade fixes a defect, the `stock_*` test here fails: the workaround can then go.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +31,9 @@ from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot import compat
 from bot.adapter import ChatAdapter
+from bot.compat import openid_metadata
+from bot.fastpath import activity_copy, state_fingerprint
+from bot.fastpath.schema_codec import SCHEMA_CODEC, parse_timestamp
 from bot.settings import Settings
 
 STOCK_SAFE_CODES = [i for i in range(500) if i != 408] + [501, 505]
@@ -203,7 +208,7 @@ def _msrest_outcome(call: Callable[[], object]) -> tuple[str, object]:
 def test_the_codec_deserialises_and_serialises_exactly_as_msrest(body: dict[str, Any], odd: dict[str, Any]) -> None:
     body = {**body, **odd}  # well-formed fields, then some wrong types and unknown keys
     expected = _msrest_outcome(lambda: Activity().deserialize(copy.deepcopy(body)))
-    actual = _msrest_outcome(lambda: compat.SCHEMA_CODEC.deserialize(Activity, copy.deepcopy(body)))
+    actual = _msrest_outcome(lambda: SCHEMA_CODEC.deserialize(Activity, copy.deepcopy(body)))
     assert actual[0] == expected[0]
     if expected[0] == "error":
         assert actual[1] == expected[1]
@@ -211,9 +216,9 @@ def test_the_codec_deserialises_and_serialises_exactly_as_msrest(body: dict[str,
     assert actual[1] == expected[1]  # msrest models compare their attributes, additional_properties included
     activity = expected[1]
     assert isinstance(activity, Activity)
-    assert json.dumps(compat.SCHEMA_CODEC.serialize(activity)) == json.dumps(activity.serialize())
+    assert json.dumps(SCHEMA_CODEC.serialize(activity)) == json.dumps(activity.serialize())
     replies = ExpectedReplies(activities=[activity, Activity(type=ActivityTypes.message, text="x")])
-    assert json.dumps(compat.SCHEMA_CODEC.serialize(replies)) == json.dumps(replies.serialize())
+    assert json.dumps(SCHEMA_CODEC.serialize(replies)) == json.dumps(replies.serialize())
 
 
 _TIMESTAMP_TEXT = st.one_of(
@@ -235,7 +240,7 @@ _TIMESTAMP_TEXT = st.one_of(
 @settings(max_examples=500, deadline=None)
 @given(text=_TIMESTAMP_TEXT)
 def test_timestamps_parse_exactly_as_msrest_parses_them(text: str) -> None:
-    fast = compat.parse_timestamp(text)
+    fast = parse_timestamp(text)
     if fast is None:
         return  # left to msrest itself
     expected = Deserializer.deserialize_iso(text)
@@ -246,7 +251,7 @@ def test_timestamps_parse_exactly_as_msrest_parses_them(text: str) -> None:
 
 def test_the_timestamps_channels_send_are_parsed_without_isodate() -> None:
     for text in ("2025-01-01T12:00:00.000Z", "2025-01-01T13:00:00.123456+01:00", "2025-06-30T23:59:59-07:00"):
-        parsed = compat.parse_timestamp(text)
+        parsed = parse_timestamp(text)
         assert parsed is not None
         assert parsed == Deserializer.deserialize_iso(text)
 
@@ -256,8 +261,8 @@ def test_the_codec_hands_what_it_does_not_know_to_msrest() -> None:
     with pytest.raises(SerializationError):
         odd.serialize()
     with pytest.raises(SerializationError):
-        compat.SCHEMA_CODEC.serialize(odd)
-    assert compat.SCHEMA_CODEC.deserialize(Activity, {"type": "message", "text": 7}).text == "7"  # msrest's coercion
+        SCHEMA_CODEC.serialize(odd)
+    assert SCHEMA_CODEC.deserialize(Activity, {"type": "message", "text": 7}).text == "7"  # msrest's coercion
 
 
 def test_parsing_and_answering_an_activity_do_not_go_through_msrest(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,7 +291,7 @@ def test_parsing_and_answering_an_activity_do_not_go_through_msrest(monkeypatch:
     assert activity.from_property.id == "user"
     assert activity.channel_data == body["channelData"]
     reply = Activity(type=ActivityTypes.message, text="hello", reply_to_id="a1", recipient=activity.from_property)
-    serialised = compat.SCHEMA_CODEC.serialize(ExpectedReplies(activities=[reply]))
+    serialised = SCHEMA_CODEC.serialize(ExpectedReplies(activities=[reply]))
     assert serialised == {
         "activities": [
             {"type": "message", "replyToId": "a1", "recipient": {"id": "user", "role": "user"}, "text": "hello"}
@@ -317,7 +322,7 @@ async def test_expect_replies_results_are_serialised_by_the_codec(monkeypatch: p
 
 
 def test_stock_bot_state_fingerprints_with_jsonpickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(CachedBotState, "compute_hash", compat._STOCK_FINGERPRINT)
+    monkeypatch.setattr(CachedBotState, "compute_hash", state_fingerprint._STOCK_FINGERPRINT)
     calls: list[object] = []
     original = Pickler.flatten
 
@@ -331,7 +336,7 @@ def test_stock_bot_state_fingerprints_with_jsonpickle(monkeypatch: pytest.Monkey
 
 
 def test_bot_state_changes_are_detected_without_jsonpickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    compat.patch_bot_state_fingerprint()
+    state_fingerprint.patch_bot_state_fingerprint()
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("jsonpickle was used")
@@ -348,7 +353,7 @@ def test_bot_state_changes_are_detected_without_jsonpickle(monkeypatch: pytest.M
 
 
 def test_state_that_cannot_be_pickled_is_fingerprinted_the_stock_way() -> None:
-    compat.patch_bot_state_fingerprint()
+    state_fingerprint.patch_bot_state_fingerprint()
     state = CachedBotState({"callback": lambda: None, "count": 1})
     assert not state.is_changed
     state.state["count"] = 2
@@ -356,10 +361,10 @@ def test_state_that_cannot_be_pickled_is_fingerprinted_the_stock_way() -> None:
 
 
 async def test_creating_the_adapter_installs_the_cheap_state_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(CachedBotState, "compute_hash", compat._STOCK_FINGERPRINT)
+    monkeypatch.setattr(CachedBotState, "compute_hash", state_fingerprint._STOCK_FINGERPRINT)
     async with aiohttp.ClientSession() as session:
         ChatAdapter(Settings(), session)
-    assert CachedBotState.compute_hash is compat._state_fingerprint
+    assert CachedBotState.compute_hash is state_fingerprint._state_fingerprint
 
 
 # ---- 9. OpenID metadata fetched off the event loop ----------------------------------------------------------------
@@ -387,11 +392,11 @@ async def test_signing_keys_are_fetched_on_a_thread_with_a_timeout(monkeypatch: 
             return _FakeResponse({"jwks_uri": "http://127.0.0.1:9/keys"})
         return _FakeResponse({"keys": [{"kid": "k1"}]})
 
-    monkeypatch.setattr(compat.requests, "get", fake_get)
+    monkeypatch.setattr(openid_metadata.requests, "get", fake_get)
     metadata = _OpenIdMetadata("http://127.0.0.1:9/openid")
     await metadata._refresh()
     assert [url for url, _, _ in calls] == ["http://127.0.0.1:9/openid", "http://127.0.0.1:9/keys"]
-    assert all(timeout == compat.OPENID_TIMEOUT_SECONDS for _, timeout, _ in calls)
+    assert all(timeout == openid_metadata.OPENID_TIMEOUT_SECONDS for _, timeout, _ in calls)
     assert all(thread != loop_thread for _, _, thread in calls)
     assert metadata.keys == [{"kid": "k1"}]
 
@@ -417,7 +422,7 @@ def test_an_outgoing_activity_is_copied_as_deepcopy_copies_it(body: dict[str, An
         activity = Activity().deserialize(body)
     except Exception:
         return  # not an activity
-    copied = compat.copy_activity(activity)
+    copied = activity_copy.copy_activity(activity)
     assert copied == copy.deepcopy(activity)
     assert json.dumps(copied.serialize()) == json.dumps(activity.serialize())
     assert not _containers(copied) & _containers(activity)  # nothing mutable is shared with the original
@@ -425,11 +430,16 @@ def test_an_outgoing_activity_is_copied_as_deepcopy_copies_it(body: dict[str, An
 
 def test_shared_parts_cycles_and_other_types_are_copied_as_deepcopy_copies_them() -> None:
     shared = {"k": [1, 2]}
-    data: dict[str, Any] = {"a": shared, "b": shared, "when": compat.parse_timestamp("2025-01-01T12:00:00Z"), "s": {1}}
+    data: dict[str, Any] = {
+        "a": shared,
+        "b": shared,
+        "when": parse_timestamp("2025-01-01T12:00:00Z"),
+        "s": {1},
+    }
     data["self"] = data
     activity = Activity(type=ActivityTypes.message, channel_data=data, from_property=ChannelAccount(id="u"))
     activity.recipient = activity.from_property
-    copied = compat.copy_activity(activity)
+    copied = activity_copy.copy_activity(activity)
     assert copied.channel_data["a"] is copied.channel_data["b"] is not shared
     assert copied.channel_data["self"] is copied.channel_data
     assert copied.recipient is copied.from_property is not activity.from_property
@@ -442,15 +452,15 @@ def test_shared_parts_cycles_and_other_types_are_copied_as_deepcopy_copies_them(
 def test_a_shallow_copy_is_what_copy_copy_makes() -> None:
     account = ChannelAccount(id="u", name="User", role="user")
     account.additional_properties = {"x": [1]}
-    copied = compat.shallow_copy(account)
+    copied = activity_copy.shallow_copy(account)
     assert copied == copy.copy(account)
     assert copied is not account
     assert copied.additional_properties is account.additional_properties
     handlers = [len]
-    assert compat.shallow_copy(handlers) == handlers
-    assert compat.shallow_copy(handlers) is not handlers
-    assert compat.shallow_copy(None) is None
-    assert compat.shallow_copy({1: 2}) == {1: 2}
+    assert activity_copy.shallow_copy(handlers) == handlers
+    assert activity_copy.shallow_copy(handlers) is not handlers
+    assert activity_copy.shallow_copy(None) is None
+    assert activity_copy.shallow_copy({1: 2}) == {1: 2}
 
 
 async def test_sending_copies_activities_without_copy_deepcopy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -462,8 +472,8 @@ async def test_sending_copies_activities_without_copy_deepcopy(monkeypatch: pyte
     monkeypatch.setattr(turn_context, "copy", copy.copy)
     async with aiohttp.ClientSession() as session:
         ChatAdapter(Settings(), session)  # installs the workarounds
-    assert turn_context.deepcopy is compat.copy_activity
-    assert turn_context.copy is compat.shallow_copy
+    assert turn_context.deepcopy is activity_copy.copy_activity
+    assert turn_context.copy is activity_copy.shallow_copy
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("copy.deepcopy was used")
@@ -518,3 +528,28 @@ def test_reply_url_segments_never_resolve_and_encode_every_id(value: str) -> Non
     assert url.raw_parts[1:4] == ("v3", "conversations", segment)
     assert "/" not in segment
     assert segment not in (".", "..")
+
+
+def _modules(package: str) -> list[Any]:
+    import importlib
+    import pkgutil
+
+    root = importlib.import_module(package)
+    return [importlib.import_module(f"{package}.{info.name}") for info in pkgutil.iter_modules(root.__path__)]
+
+
+@pytest.mark.parametrize("module", _modules("bot.compat") + _modules("bot.fastpath"), ids=lambda m: m.__name__)
+def test_every_workaround_and_rewrite_names_tests_that_exist(module: Any) -> None:
+    """Each module of bot/compat/ and bot/fastpath/ says why it exists and names its tests; the named tests exist."""
+    from pathlib import Path
+
+    doc = module.__doc__ or ""
+    assert "Why" in doc, f"{module.__name__}: the docstring does not say why"
+    if module.__name__.startswith("bot.compat."):
+        assert "Defect" in doc, f"{module.__name__}: the docstring does not name the defect"
+    named = re.findall(r"(tests/test_\w+\.py)(?:::(\w+))?", doc)
+    assert named, f"{module.__name__}: the docstring names no test"
+    root = Path(__file__).resolve().parent.parent
+    for path, test in named:
+        source = (root / path).read_text(encoding="utf-8")
+        assert not test or re.search(rf"^(async )?def {test}\(", source, re.M), f"{module.__name__}: {path}::{test}"

@@ -112,7 +112,7 @@ async def test_every_envelope_of_a_turn_carries_the_operation_id_the_emulator_sh
     assert dimensions[catalog.INTENT] == "knowledge"
     assert dimensions[catalog.OUTCOME] == "success"
     assert request["data"]["baseData"]["name"] == catalog.SPAN_MESSAGES_REQUEST
-    assert request["tags"]["ai.cloud.roleInstance"] == bot.settings.telemetry.service_instance_id
+    assert request["tags"]["ai.cloud.roleInstance"] == bot.telemetry.config.service_instance_id
     # The reply to the channel is a dependency of that request, and the turn's events hang off it too.
     dependency = next(e for e in turn if e["data"]["baseType"] == "RemoteDependencyData")
     assert "/v3/conversations/{conversationId}/activities" in dependency["data"]["baseData"]["data"]

@@ -17,7 +17,7 @@ from bot import runtime
 from bot.__main__ import serve
 from bot.settings import ConfigError, Settings
 from telemetry.setup import configure
-from tests.support.botserver import settings_from
+from tests.support.botserver import settings_from, telemetry_config_from
 from tests.support.polling import wait_until_async
 
 # ---- python -m bot applies them ------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ async def test_python_m_bot_applies_them_once_it_serves(
     calls: list[str] = []
     monkeypatch.setattr(runtime, "tune_after_start", lambda: calls.append(capsys.readouterr().out))
     settings = settings_from({"BOT_TUNE_RUNTIME": value})
-    telemetry = configure(settings.telemetry)
+    telemetry = configure(telemetry_config_from({"BOT_TUNE_RUNTIME": value}))
     serving = asyncio.ensure_future(serve(settings, telemetry))
     printed: list[str] = []
     try:

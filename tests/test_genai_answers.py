@@ -9,8 +9,8 @@ import pytest
 
 from bot.answers.config import PROVIDER_AZURE, PROVIDER_OPENAI, ModelSettings
 from bot.answers.engine import MAX_RETRIES, SYSTEM_INSTRUCTIONS
-from bot.bot import FALLBACK_TEXT
 from bot.knowledge import KnowledgeBase
+from bot.routes import FALLBACK_TEXT
 from bot.settings import ConfigError, Settings
 from loadtest.model_standin import ModelStandIn, Scripted
 from tests.support.botserver import RunningBot, running_bot

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.answers.turn import UNAVAILABLE_TEXT
-from bot.bot import FALLBACK_TEXT
+from bot.routes import FALLBACK_TEXT
 from loadtest.model_standin import ModelStandIn, Scripted
 from telemetry import catalog
 from tests.support.botserver import RunningBot, running_bot

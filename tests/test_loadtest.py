@@ -10,7 +10,6 @@ import json
 import math
 import random
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from loadtest.conversation import Conversation, feedback_script, knowledge_quest
 from loadtest.receiver import ReplyBoard
 from loadtest.reconcile import RequestLedger, Tally, prometheus_tally, reconcile
 from loadtest.report import Level, find_knee, shape_levels
+from loadtest.rig.ports import free_port
 from loadtest.runner import check_target
 from loadtest.shapes import SHAPES, TRANSPORTS, Shape, Stage
 from loadtest.slo import Measured, Objectives, evaluate, load_objectives
@@ -460,15 +460,9 @@ def test_the_readme_gives_each_shapes_users_length_and_target() -> None:
 # ---- a target that is not there ------------------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again when the block ends: nothing listens there
-
-
 def test_a_dead_target_fails_before_any_load_with_one_clear_line(tmp_path: Path) -> None:
     """Without the check, soak would run 30 minutes against nothing."""
-    target = f"http://127.0.0.1:{_closed_port()}/api/messages"
+    target = f"http://127.0.0.1:{free_port()}/api/messages"  # nothing listens there
     result = subprocess.run(
         [sys.executable, "-m", "loadtest", "--shape", "soak", "--target", target, "--out", str(tmp_path / "out")],
         cwd=ROOT,

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry import privacy
 from telemetry.privacy import RedactingLogProcessor, RedactingSpanProcessor, redact, redact_attributes, redact_uncached
+from telemetry.privacy import text as privacy
 from tests.support.botserver import RunningBot, running_bot
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
@@ -195,8 +195,8 @@ def test_the_patterns_run_in_linear_time(family: str) -> None:
 
 def test_values_larger_than_the_limit_are_cut_before_they_are_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
     scanned: list[int] = []
-    substitute = privacy._substitute
-    monkeypatch.setattr(privacy, "_substitute", _recording(substitute, scanned))
+    substitute = privacy.substitute
+    monkeypatch.setattr(privacy, "substitute", _recording(substitute, scanned))
     body_limit = 256 * 1024
     for make in ADVERSARIAL.values():
         clean = redact(make(body_limit))
@@ -215,8 +215,8 @@ async def test_a_request_of_adversarial_fields_does_not_stall_the_bot(
     """locale, activity id and text (exported: text export is on) each ~80 KB of "a...a@", at the body limit; the
     turn is answered while a heartbeat on the loop keeps beating, and no value is scanned beyond the limit."""
     scanned: list[int] = []
-    substitute = privacy._substitute
-    monkeypatch.setattr(privacy, "_substitute", _recording(substitute, scanned))
+    substitute = privacy.substitute
+    monkeypatch.setattr(privacy, "substitute", _recording(substitute, scanned))
     size = 80_000
     beats: list[float] = []
 

@@ -1,4 +1,4 @@
-"""Replies the channel did not take are sent again (bot/compat.py, workaround 3): one 502 or one 429 with Retry-After
+"""Replies the channel did not take are sent again (bot/compat/reply_retry.py): one 502 or one 429 with Retry-After
 never reaches the user, persistent failure ends in the error path within the turn's retry budget, and other 4xx
 answers are final. The channel stand-in answers as the Bot Connector does when it throttles or its gateway fails."""
 

@@ -1,7 +1,7 @@
 """The weekly report against a real Prometheus scraping the real bot; the Grafana, compose and runbook files.
 
 The end-to-end test starts Debian's `prometheus` with the shipped rule files, scraping the bot every second, drives
-turns until Prometheus has recorded enough of them, then runs `python -m telemetry.report` and checks what it wrote.
+turns until Prometheus has recorded enough of them, then runs `python -m telemetry.weekly` and checks what it wrote.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,8 +24,11 @@ import numpy as np
 import pytest
 from matplotlib.dates import num2date
 
-from telemetry import catalog, report
+from loadtest.rig.ports import free_port
+from loadtest.rig.processes import Child
+from telemetry import catalog
 from telemetry.catalog import Instrument
+from telemetry.weekly import analysis, charts, cli, client, collect, queries, sections, windows
 from tests.support.botserver import running_bot
 from tests.support.emulator import EmulatorClient
 from tests.support.polling import wait_until_async
@@ -75,19 +76,13 @@ ENOUGH_EVALUATIONS = 14  # rule evaluations with traffic before the report runs
 LOCAL = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def prometheus_binary() -> str:
     path = shutil.which("prometheus")
     assert path, "prometheus is not installed (Debian package `prometheus`)"
     return path
 
 
-class PrometheusServer:
+class PrometheusServer(Child):
     """One Prometheus process on an ephemeral port; `stop()` in a finally."""
 
     def __init__(self, workdir: Path, scrape_target: str) -> None:
@@ -108,30 +103,16 @@ class PrometheusServer:
         }
         config_file = workdir / "prometheus.yml"
         config_file.write_text(json.dumps(config))  # JSON is YAML
-        self.log = workdir / "prometheus.log"
-        self._log_handle = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [
-                prometheus_binary(),
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-        )
+        command = [
+            prometheus_binary(),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        super().__init__("prometheus", command, workdir / "prometheus.log")
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log_handle.close()
+        return self.log_tail(40)
 
 
 async def query(session: aiohttp.ClientSession, url: str, promql: str) -> list[dict[str, Any]]:
@@ -216,7 +197,7 @@ async def test_weekly_report_from_a_real_prometheus(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "telemetry.report",
+        "telemetry.weekly",
         "--prometheus",
         prometheus.url,
         "--start",
@@ -236,7 +217,7 @@ async def test_weekly_report_from_a_real_prometheus(
     log = stderr.decode()
     assert process.returncode == 0, log
     assert "is in the future; the range ends now" in log, log
-    assert len(re.findall(r"^\s+\[\s*\d+/\d+\] ", log, re.MULTILINE)) == len(report.QUERIES), log
+    assert len(re.findall(r"^\s+\[\s*\d+/\d+\] ", log, re.MULTILINE)) == len(queries.QUERIES), log
 
     markdown = (out / "report.md").read_text()
     page = (out / "report.html").read_text()
@@ -294,7 +275,7 @@ def assert_real_picture(path: Path) -> None:
 
 def test_unreachable_prometheus_exits_2_naming_the_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    code = report.main(["--prometheus", url, "--days", "1", "--out", str(tmp_path / "out"), "--timeout", "5"])
+    code = cli.main(["--prometheus", url, "--days", "1", "--out", str(tmp_path / "out"), "--timeout", "5"])
     err = capsys.readouterr().err
     assert code == 2
     assert f"cannot reach Prometheus at {url}" in err
@@ -302,24 +283,24 @@ def test_unreachable_prometheus_exits_2_naming_the_url(tmp_path: Path, capsys: p
 
 
 def test_auto_step_and_rate_window() -> None:
-    window = report.make_window(None, 7, "2025-01-13T00:00:00Z", "auto")
+    window = windows.make_window(None, 7, "2025-01-13T00:00:00Z", "auto")
     assert window.start == datetime(2025, 1, 6, tzinfo=UTC)
     assert window.step == 1800
     assert window.rate_window == 1800
-    short = report.make_window("2025-01-13T00:00:00", None, "2025-01-13T00:10:00", "5s")
+    short = windows.make_window("2025-01-13T00:00:00", None, "2025-01-13T00:10:00", "5s")
     assert short.step == 5
-    assert short.rate_window == report.MIN_RATE_WINDOW_SECONDS
+    assert short.rate_window == windows.MIN_RATE_WINDOW_SECONDS
     with pytest.raises(ValueError, match="before the end"):
-        report.make_window("2025-01-14T00:00:00Z", None, "2025-01-13T00:00:00Z", "auto")
+        windows.make_window("2025-01-14T00:00:00Z", None, "2025-01-13T00:00:00Z", "auto")
 
 
 def test_an_end_in_the_future_is_clamped_to_now() -> None:
     now = datetime(2025, 1, 13, 12, 0, tzinfo=UTC)
-    window = report.make_window(None, 7, "2025-01-20T00:00:00Z", "auto", now=now)
+    window = windows.make_window(None, 7, "2025-01-20T00:00:00Z", "auto", now=now)
     assert window.end == now
     assert window.start == now - timedelta(days=7)
     assert "in the future" in window.note
-    assert report.make_window(None, 7, "2025-01-13T00:00:00Z", "auto", now=now).note == ""
+    assert windows.make_window(None, 7, "2025-01-13T00:00:00Z", "auto", now=now).note == ""
 
 
 # ---- alert episodes and MTTR from Prometheus' alert state -----------------------------------------------------------
@@ -327,14 +308,14 @@ def test_an_end_in_the_future_is_clamped_to_now() -> None:
 EVALUATION = 15.0
 
 
-def _firing(alertname: str, times: list[float], **labels: str) -> report.Series:
-    return report.Series(
+def _firing(alertname: str, times: list[float], **labels: str) -> client.Series:
+    return client.Series(
         {"__name__": "ALERTS", "alertname": alertname, "alertstate": "firing", **labels}, [(t, 1.0) for t in times]
     )
 
 
-def _for_state(alertname: str, samples: list[tuple[float, float]], **labels: str) -> report.Series:
-    return report.Series({"__name__": "ALERTS_FOR_STATE", "alertname": alertname, **labels}, samples)
+def _for_state(alertname: str, samples: list[tuple[float, float]], **labels: str) -> client.Series:
+    return client.Series({"__name__": "ALERTS_FOR_STATE", "alertname": alertname, **labels}, samples)
 
 
 def _every(start: float, count: int) -> list[float]:
@@ -348,7 +329,7 @@ def test_alert_episodes_last_as_long_as_prometheus_found_them_firing() -> None:
     second = _every(2000, 3)  # 2000 … 2030
     third = _every(2045, 2)  # right after, but a new activation (another active-at time)
     for_state = [(t, 940.0) for t in first] + [(t, 1940.0) for t in second] + [(t, 2040.0) for t in third]
-    alerts = report.alert_episodes(
+    alerts = analysis.alert_episodes(
         [_firing("ChatbotSlowResponses", first + second + third, instance="bot-1", severity="warning")],
         [_for_state("ChatbotSlowResponses", for_state, instance="bot-1", severity="warning")],
         end=9000,
@@ -365,7 +346,7 @@ def test_alert_episodes_last_as_long_as_prometheus_found_them_firing() -> None:
 
 
 def test_an_alert_still_firing_at_the_end_is_open_and_left_out_of_mttr() -> None:
-    alerts = report.alert_episodes(
+    alerts = analysis.alert_episodes(
         [_firing("ChatbotDown", _every(100, 4), instance="a"), _firing("ChatbotHighCpu", _every(10, 2), instance="a")],
         [],
         end=100 + EVALUATION * 3,
@@ -375,17 +356,19 @@ def test_an_alert_still_firing_at_the_end_is_open_and_left_out_of_mttr() -> None
     assert (open_episode.since, open_episode.until, open_episode.resolved) == (100, 145, False)
     assert by_name["ChatbotDown"].mttr_seconds is None
     assert by_name["ChatbotHighCpu"].mttr_seconds == 30
-    assert report.overall_mttr(alerts) == (30, 1)
+    assert analysis.overall_mttr(alerts) == (30, 1)
 
 
 def test_key_figures_compare_the_seeds_kpis_with_their_objectives() -> None:
-    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
-    results = report.Results(window, "http://prometheus")
+    window = windows.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
+    results = collect.Results(window, "http://prometheus")
     for key, value in (("availability", 0.9995), ("total_turns", 1000.0), ("failed_turns", 20.0)):
-        results.series[key] = [report.Series({}, [(0.0, value)])]
-    results.series["latency_p95_range"] = [report.Series({}, [(0.0, 3.5)])]
+        results.series[key] = [client.Series({}, [(0.0, value)])]
+    results.series["latency_p95_range"] = [client.Series({}, [(0.0, 3.5)])]
     down = _firing("ChatbotDown", _every(1000, 4))
-    figures = {kpi.name: kpi for kpi in report.kpis(results, report.alert_episodes([down], [], 9000), 2.0, 0.01, 0.999)}
+    figures = {
+        kpi.name: kpi for kpi in sections.kpis(results, analysis.alert_episodes([down], [], 9000), 2.0, 0.01, 0.999)
+    }
     assert figures["Uptime (successful scrapes)"].met == "met"
     assert figures["Error rate (failed turns / turns)"].value == 0.02
     assert figures["Error rate (failed turns / turns)"].met == "missed"
@@ -393,45 +376,45 @@ def test_key_figures_compare_the_seeds_kpis_with_their_objectives() -> None:
     assert p95.met == "missed"
     assert "histogram estimate, between the bucket edges 2.5 s and 5 s" in p95.shown
     assert figures["MTTR (alert firing → resolved)"].value == 60
-    assert report.bucket_edges(2.505) == (2.5, 5.0)
-    assert report.bucket_edges(2.2) == (2.0, 2.5)
+    assert analysis.bucket_edges(2.505) == (2.5, 5.0)
+    assert analysis.bucket_edges(2.2) == (2.0, 2.5)
 
 
 def test_the_security_line_counts_failed_authentication_by_reason() -> None:
-    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
-    results = report.Results(window, "http://prometheus")
-    assert report.security_lines(results) == ["No request failed authentication in this range."]
+    window = windows.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
+    results = collect.Results(window, "http://prometheus")
+    assert sections.security_lines(results) == ["No request failed authentication in this range."]
     results.series["auth_failures_by_reason"] = [
-        report.Series({"bot_auth_failure": "missing"}, [(0.0, 12.2)]),
-        report.Series({"bot_auth_failure": "expired"}, [(0.0, 30.0)]),
-        report.Series({"bot_auth_failure": "malformed"}, [(0.0, 0.0)]),
+        client.Series({"bot_auth_failure": "missing"}, [(0.0, 12.2)]),
+        client.Series({"bot_auth_failure": "expired"}, [(0.0, 30.0)]),
+        client.Series({"bot_auth_failure": "malformed"}, [(0.0, 0.0)]),
     ]
-    line = report.security_lines(results)[0]
+    line = sections.security_lines(results)[0]
     assert line == (
         "Requests that failed authentication (401): ≈ 42 (estimated); by reason: expired ≈ 30, missing ≈ 12."
     )
-    assert report.auth_failures(results) == (42.2, [("expired", 30.0), ("missing", 12.2), ("malformed", 0.0)])
-    sections = report.build_sections(results, report.slo_summary(results, 2.0, 0.01), [], {}, 2.0, 0.01)
-    assert [section.paragraphs[0] for section in sections if section.title == "Security"] == [line]
-    query = report.QUERIES_BY_KEY["auth_failures_by_reason"].expr
+    assert analysis.auth_failures(results) == (42.2, [("expired", 30.0), ("missing", 12.2), ("malformed", 0.0)])
+    built = sections.build_sections(results, analysis.slo_summary(results, 2.0, 0.01), [], {}, 2.0, 0.01)
+    assert [section.paragraphs[0] for section in built if section.title == "Security"] == [line]
+    query = queries.QUERIES_BY_KEY["auth_failures_by_reason"].expr
     assert 'bot_requests_rejected_total{bot_request_rejection="unauthorized"}' in query
 
 
 # ---- charts: what is drawn is the data ------------------------------------------------------------------------------
 
 
-def _results_with(points: dict[str, list[tuple[float, float]]]) -> report.Results:
-    window = report.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T02:00:00Z", "1m")
-    results = report.Results(window, "http://prometheus")
+def _results_with(points: dict[str, list[tuple[float, float]]]) -> collect.Results:
+    window = windows.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T02:00:00Z", "1m")
+    results = collect.Results(window, "http://prometheus")
     for key, values in points.items():
-        results.series[key] = [report.Series({}, values)]
+        results.series[key] = [client.Series({}, values)]
     return results
 
 
-def _drawn(chart_file: str, results: report.Results) -> dict[str, tuple[list[float], list[float], Any]]:
+def _drawn(chart_file: str, results: collect.Results) -> dict[str, tuple[list[float], list[float], Any]]:
     """label -> (unix seconds, values, markevery) of every data line of a report chart."""
-    [chart] = [chart for chart in report.chart_specs(2.0, 0.01) if chart.file == chart_file]
-    drawn = report.chart_figure(chart, results)
+    [chart] = [chart for chart in charts.chart_specs(2.0, 0.01) if chart.file == chart_file]
+    drawn = charts.chart_figure(chart, results)
     assert drawn is not None
     figure, _ = drawn
     lines: dict[str, tuple[list[float], list[float], Any]] = {}

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry.config import TelemetryConfig
-from telemetry.setup import SAMPLE_RATE_ATTRIBUTE, build_sampler
+from telemetry.sampling import SAMPLE_RATE_ATTRIBUTE, build_sampler
 
 SECOND_NS = 1_000_000_000
 

@@ -40,10 +40,12 @@ def test_telemetry_defaults() -> None:
     assert config.hash_key is None
 
 
-def test_settings_carry_the_telemetry_config_read_from_the_same_mapping() -> None:
-    settings = Settings.from_env({"OTEL_SERVICE_NAME": "chat-a", "BOT_LOG_PERSONAL_INFORMATION": "true"})
-    assert settings.telemetry.service_name == "chat-a"
-    assert settings.telemetry.log_personal_information is True
+def test_bot_and_telemetry_settings_are_read_from_the_same_mapping_each_their_own() -> None:
+    environ = {"OTEL_SERVICE_NAME": "chat-a", "BOT_LOG_PERSONAL_INFORMATION": "true", "PORT": "4000"}
+    assert Settings.from_env(environ).port == 4000
+    config = TelemetryConfig.from_env(environ)
+    assert config.service_name == "chat-a"
+    assert config.log_personal_information is True
 
 
 # --- bad values ----------------------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def _assert_names(error: ConfigError, variable: str) -> None:
     assert variable in str(error)
 
 
-@pytest.mark.parametrize(("environ", "variable"), SETTINGS_ERRORS + TELEMETRY_ERRORS)
+@pytest.mark.parametrize(("environ", "variable"), SETTINGS_ERRORS)
 def test_settings_refuse_a_bad_value_and_name_the_variable(environ: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(environ)
@@ -214,25 +216,24 @@ def test_user_assigned_msi_needs_no_password() -> None:
 
 
 def test_good_values_are_read() -> None:
-    settings = Settings.from_env(
-        {
-            "PORT": "0",
-            "BOT_METRICS_PORT": "65535",
-            "BOT_HOST": "0.0.0.0",
-            "BOT_REPLY_TIMEOUT_SECONDS": "2.5",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING,
-            "OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.25",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-            "BOT_LOG_PERSONAL_INFORMATION": "yes",
-            "BOT_LOG_LEVEL": "debug",
-            "BOT_TELEMETRY_HASH_KEY": "k",
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": "/var/tmp/ai",
-        }
-    )
+    environ = {
+        "PORT": "0",
+        "BOT_METRICS_PORT": "65535",
+        "BOT_HOST": "0.0.0.0",
+        "BOT_REPLY_TIMEOUT_SECONDS": "2.5",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION_STRING,
+        "OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "BOT_LOG_PERSONAL_INFORMATION": "yes",
+        "BOT_LOG_LEVEL": "debug",
+        "BOT_TELEMETRY_HASH_KEY": "k",
+        "BOT_TELEMETRY_STORAGE_DIRECTORY": "/var/tmp/ai",
+    }
+    settings = Settings.from_env(environ)
     assert (settings.port, settings.metrics_port, settings.host) == (0, 65535, "0.0.0.0")
     assert settings.reply_timeout_seconds == 2.5
-    config = settings.telemetry
+    config = TelemetryConfig.from_env(environ)
     assert config.connection_string == CONNECTION_STRING
     assert (config.sampler, config.sampler_ratio) == ("parentbased_traceidratio", 0.25)
     assert config.otlp_endpoint == "http://127.0.0.1:4318"

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.rig import exposition
+from loadtest.rig.ports import free_ports
+from telemetry import catalog
 from tests.support.emulator import EmulatorClient
 from tests.support.fixtures import AZURE_SDK_OFFLINE_ENV
 from tests.support.ingestion import Envelope, IngestionStandIn
@@ -34,15 +35,6 @@ UNUSED_SERVICE_URL = "http://127.0.0.1:9"  # never contacted: every turn uses de
 # Settings the program reads, dropped from the inherited environment so a developer's own cannot leak in.
 PROGRAM_PREFIXES = ("APPLICATIONINSIGHTS_", "MICROSOFT", "OTEL_", "BOT_")
 DROPPED = ("PORT", "PYTHON_DOTENV_DISABLED")
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the OS just handed out on 127.0.0.1 (all bound at once, so they differ), released again."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def child_environment(extra: Mapping[str, str], *, dotenv: bool = False) -> dict[str, str]:
@@ -167,12 +159,7 @@ async def turns_total(session: aiohttp.ClientSession, metrics_url: str) -> float
     async with session.get(metrics_url) as response:
         assert response.status == 200
         text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "bot_turns_total"
-    )
+    return exposition.total(text, catalog.TURNS)
 
 
 def message_texts(body: Any) -> list[str]:
@@ -367,9 +354,4 @@ async def test_sigterm_lets_turns_in_flight_finish_and_loses_no_telemetry(
 async def received_total(session: aiohttp.ClientSession, metrics_url: str) -> float:
     async with session.get(metrics_url) as response:
         text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "bot_messages_received_total"
-    )
+    return exposition.total(text, catalog.MESSAGES_RECEIVED)

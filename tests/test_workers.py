@@ -27,8 +27,10 @@ from bot.app import create_app
 from bot.dialogs.feedback_dialog import COMMENT_PROMPT, RATING_PROMPT
 from bot.settings import ConfigError, Settings
 from bot.state import SqliteStateStorage
-from bot.workers import metrics_proxy, worker_environment
+from bot.workers import worker_environment
+from loadtest.rig import exposition
 from telemetry import catalog
+from telemetry.worker_metrics import metrics_proxy
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
@@ -238,12 +240,7 @@ class Workers:
             return await response.text()
 
     async def turns_by_worker(self, session: aiohttp.ClientSession) -> dict[str, float]:
-        turns: dict[str, float] = {}
-        for family in text_string_to_metric_families(await self.scrape(session)):
-            for sample in family.samples:
-                if sample.name == "bot_turns_total":
-                    turns[sample.labels["worker"]] = turns.get(sample.labels["worker"], 0.0) + sample.value
-        return turns
+        return exposition.total_by(await self.scrape(session), catalog.TURNS, "worker")
 
     async def counted(self, session: aiohttp.ClientSession, total: int) -> dict[str, float]:
         """Per-worker turn counts, once they add up to `total` (a turn is counted as it is answered)."""

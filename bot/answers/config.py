@@ -12,12 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from telemetry import catalog
-from telemetry.config import ConfigError, parse_bool, parse_number
+from bot.envparse import ConfigError, parse_bool, parse_number
+from bot.vocabulary import PROVIDER_AZURE_OPENAI, PROVIDER_OPENAI
 
-# gen_ai.provider.name values of the GenAI semantic conventions
-PROVIDER_OPENAI = catalog.PROVIDER_OPENAI
-PROVIDER_AZURE = catalog.PROVIDER_AZURE_OPENAI
+PROVIDER_AZURE = PROVIDER_AZURE_OPENAI
 # The Azure OpenAI data-plane API version the bot asks for by default (generally available, chat completions with
 # stream_options.include_usage).
 DEFAULT_AZURE_API_VERSION = "2024-10-21"

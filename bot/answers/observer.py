@@ -10,17 +10,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from telemetry.catalog import (
+from bot.vocabulary import (
     DELIVERED,
     DELIVERY_FAILED,
     SOURCE_FALLBACK,
     SOURCE_KNOWLEDGE,
     SOURCE_MODEL,
 )
-from telemetry.catalog import DELIVERY_CANCELLED as CANCELLED
-from telemetry.catalog import DELIVERY_REFUSED as REFUSED
+from bot.vocabulary import DELIVERY_CANCELLED as CANCELLED
+from bot.vocabulary import DELIVERY_REFUSED as REFUSED
 
-# Re-exported: the values of bot.answer.source and bot.answer.delivery, named in the catalog.
+# Re-exported: the values of bot.answer.source and bot.answer.delivery (bot/vocabulary.py).
 __all__ = [
     "CANCELLED",
     "DELIVERED",

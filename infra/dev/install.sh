@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything otel-chatbot needs into ./.venv, with the pinned versions of infra/dev/constraints.txt.
-#   bash infra/dev/install.sh          the bot (and the load test)
+#   bash infra/dev/install.sh          the bot (and the load test and the weekly report)
 #   bash infra/dev/install.sh --test   also the test tools and the Debian packages the tests start
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,8 +19,8 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 
-extras="load"
-$want_tests && extras="dev,load"
+extras="load,report"
+$want_tests && extras="dev,load,report"
 echo "==> installing Python packages (.[${extras}], pinned by infra/dev/constraints.txt)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
   -c infra/dev/constraints.txt -e ".[${extras}]"

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.benchmark import wrk
-from loadtest.benchmark.harness import PROJECT_ROOT, TARGETS, Benchmark, Plan, ensure_subset, parse_levels, say
+from loadtest.benchmark.plan import PROJECT_ROOT, TARGETS, BenchmarkPlan, ensure_subset, parse_levels
+from loadtest.benchmark.run import Benchmark
 from loadtest.benchmark.summary import markdown
+from loadtest.rig.progress import BENCHMARK
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
+def make_plan(args: argparse.Namespace) -> BenchmarkPlan:
     if not 1 <= args.duration <= 600:
         raise ValueError("--duration must be between 1 and 600 seconds")
     if not 0 <= args.warmup <= 120:
@@ -58,7 +60,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if not args.text.isascii() or not args.text.strip():
         raise ValueError("--text must be non-empty ASCII")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Plan(
+    return BenchmarkPlan(
         out_dir=args.out or PROJECT_ROOT / "var" / "benchmark" / stamp,
         targets=ensure_subset([t for t in args.targets.split(",") if t], TARGETS, "target"),
         transports=ensure_subset([t for t in args.transports.split(",") if t], wrk.TRANSPORTS, "transport"),
@@ -96,19 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = Benchmark(plan).run()
     except (RuntimeError, OSError) as error:
-        say(f"the run could not be made: {error}")
+        BENCHMARK.line(f"the run could not be made: {error}")
         return 2
     data["command"] = command
     (plan.out_dir / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     (plan.out_dir / "results.md").write_text(markdown(data, command), encoding="utf-8")
     for goal in data["summary"]["targets"]:
         state = {True: "met", False: "NOT MET", None: "not measured"}[goal["met"]]
-        say(f"{goal['name']}: {goal['value']} (goal {goal['goal']}): {state}")
-    say(f"results: {plan.out_dir / 'results.md'}")
+        BENCHMARK.line(f"{goal['name']}: {goal['value']} (goal {goal['goal']}): {state}")
+    BENCHMARK.line(f"results: {plan.out_dir / 'results.md'}")
     return 0
 
 
-def _soak(plan: Plan, args: argparse.Namespace, arguments: list[str]) -> int:
+def _soak(plan: BenchmarkPlan, args: argparse.Namespace, arguments: list[str]) -> int:
     from loadtest.benchmark import soak
 
     plan.out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,13 +118,13 @@ def _soak(plan: Plan, args: argparse.Namespace, arguments: list[str]) -> int:
     try:
         data = soak.run_soak(plan, args.soak_target, args.soak, args.soak_warmup, args.soak_rate)
     except (RuntimeError, OSError) as error:
-        say(f"the soak could not be made: {error}")
+        BENCHMARK.line(f"the soak could not be made: {error}")
         return 2
     soak.write(plan.out_dir, data, command)
     result = data["soak"]
-    say(
+    BENCHMARK.line(
         f"RSS {result['rss_after_warmup_mb']} MB after warm-up, {result['rss_end_mb']} MB at the end "
         f"({result['rss_growth']:+.1%}; goal <= 10 %): {'met' if result['met'] else 'NOT MET'}"
     )
-    say(f"results: {plan.out_dir / 'soak.md'}")
+    BENCHMARK.line(f"results: {plan.out_dir / 'soak.md'}")
     return 0

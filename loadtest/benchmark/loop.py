@@ -20,8 +20,6 @@ import logging
 import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,15 +28,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from loadtest.rig import activities
+from loadtest.rig.ingestion import AZURE_SDK_OFFLINE_ENV, connection_string
+from loadtest.rig.ports import free_port
+from loadtest.rig.processes import Child
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = ("what can you do?", "help", "which alerts exist?", "banana spaceship", "feedback", "4", "skip", "cancel")
 _TOOK = re.compile(r" took (\d+(?:\.\d+)?) seconds")
-QUIET_AZURE = {
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-}
 
 
 class _SlowCallbacks(logging.Handler):
@@ -50,12 +47,6 @@ class _SlowCallbacks(logging.Handler):
         found = _TOOK.search(record.getMessage())
         if found:
             self.seconds.append(float(found.group(1)))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _wait_for_port(port: int) -> None:
@@ -74,23 +65,22 @@ async def measure(port: int, users: int, turns: int, threshold: float) -> dict[s
     from bot.app import create_app
     from bot.runtime import tune_after_start
     from bot.settings import Settings
+    from telemetry.config import TelemetryConfig
     from telemetry.prometheus import metrics_app
     from telemetry.setup import configure
     from telemetry.wiring import instrument
 
     outside = f"http://127.0.0.1:{port}"
     storage = tempfile.mkdtemp(prefix="loop-benchmark-")
-    settings = Settings.from_env(
-        {
-            "PORT": "0",
-            "BOT_TELEMETRY_HASH_KEY": "benchmark",
-            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": f"InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-            f"IngestionEndpoint={outside}/;LiveEndpoint={outside}/",
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": storage,
-        }
-    )
-    telemetry = configure(settings.telemetry, console=False)
+    env = {
+        "PORT": "0",
+        "BOT_TELEMETRY_HASH_KEY": "benchmark",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string(outside),
+        "BOT_TELEMETRY_STORAGE_DIRECTORY": storage,
+    }
+    settings = Settings.from_env(env)
+    telemetry = configure(TelemetryConfig.from_env(env), console=False)
     runners = [
         web.AppRunner(create_app(settings, instrument(telemetry)), handle_signals=False),
         web.AppRunner(metrics_app(telemetry.prometheus_registry), handle_signals=False),
@@ -116,20 +106,18 @@ async def measure(port: int, users: int, turns: int, threshold: float) -> dict[s
 
             async def user(index: int) -> None:
                 rng = random.Random(index)
-                conversation = {"id": f"loop-{index}"}
                 for turn in range(turns):
-                    activity = {
-                        "type": "message",
-                        "id": f"{index}-{turn}",
-                        "channelId": "webchat",
-                        "serviceUrl": outside,
-                        "from": {"id": f"user-{index}"},
-                        "recipient": {"id": "bot"},
-                        "conversation": conversation,
-                        "text": rng.choice(MESSAGES),
-                    }
+                    activity = activities.activity(
+                        "message",
+                        channel_id="webchat",
+                        service_url=outside,
+                        conversation_id=f"loop-{index}",
+                        user={"id": f"user-{index}"},
+                        text=rng.choice(MESSAGES),
+                        id=f"{index}-{turn}",
+                    )
                     if (index + turn) % 2:
-                        activity["deliveryMode"] = "expectReplies"
+                        activity["deliveryMode"] = activities.EXPECT_REPLIES
                     async with session.post(messages_url, json=activity) as response:
                         await response.read()
                         statuses.append(response.status)
@@ -166,19 +154,20 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.02, help="seconds; callbacks this long are reported")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    os.environ.update(QUIET_AZURE)
-    port = _free_port()
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.benchmark.receiver", str(port)],
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        result = asyncio.run(measure(port, args.users, args.turns, args.threshold))
-    finally:
-        receiver.terminate()
-        receiver.wait(30)
+    os.environ.update(AZURE_SDK_OFFLINE_ENV)
+    os.environ["OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"] = "otel"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="loop-benchmark-") as logs:
+        receiver = Child(
+            "receiver",
+            [sys.executable, "-m", "loadtest.benchmark.receiver", str(port)],
+            Path(logs) / "receiver.log",
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        )
+        try:
+            result = asyncio.run(measure(port, args.users, args.turns, args.threshold))
+        finally:
+            receiver.stop(30)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

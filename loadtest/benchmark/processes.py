@@ -3,32 +3,22 @@ them. Every wait is bounded; a process is only ever stopped through the handle t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import psutil
-from aiohttp import web
 
-from loadtest.localbot import terminate
+from loadtest.rig.polling import wait_until
+from loadtest.rig.processes import Child
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def usable_cpus() -> list[int]:
@@ -49,8 +39,8 @@ class Usage:
     peak_rss_bytes: int  # the kernel's high-water mark (VmHWM), summed over the tree
 
 
-class Service:
-    """A child process (a benchmark target, the reply receiver) and the tree it spawns."""
+class Service(Child):
+    """A child process (a benchmark target, the reply receiver) and the tree it spawns, on chosen cores."""
 
     def __init__(
         self,
@@ -62,35 +52,25 @@ class Service:
         cpus: Sequence[int] | None = None,
         port: int | None = None,
     ) -> None:
-        self.name = name
         self.port = port
-        self.log_path = log_path
-        self._log: IO[bytes] = log_path.open("wb")
         self.cpus = list(cpus) if cpus else None
-        self.process = subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=dict(env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: pin(cpus)) if cpus else None,
-        )
+        pinned = (lambda: pin(cpus)) if cpus else None
+        super().__init__(name, command, log_path, env=env, cwd=cwd, preexec_fn=pinned)
         self._psutil = psutil.Process(self.process.pid)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def wait_ready(self, port: int, path: str | None = None, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Until the port accepts connections (and `path` answers 2xx); RuntimeError with the log tail if not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with code {self.process.returncode}:\n{self.log_tail()}")
-            if _answers(port, path):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer on 127.0.0.1:{port} within {timeout:g} s:\n{self.log_tail()}")
+
+        def answers() -> bool:
+            code = self.exited()
+            if code is not None:
+                raise RuntimeError(f"{self.name} exited with code {code}:\n{self.log_tail()}")
+            return _answers(port, path)
+
+        try:
+            wait_until(answers, timeout=timeout, interval=0.05, message=f"{self.name} on 127.0.0.1:{port}")
+        except AssertionError as error:
+            raise RuntimeError(f"{error}:\n{self.log_tail()}") from None
 
     def processes(self) -> list[psutil.Process]:
         try:
@@ -117,14 +97,7 @@ class Service:
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
         """SIGTERM (the bot flushes its telemetry), then SIGKILL if it is still there after `timeout`."""
-        returncode = terminate(self.process, timeout)
-        self._log.close()
-        return returncode
-
-    def log_tail(self, lines: int = 25) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return super().stop(timeout)
 
 
 def _answers(port: int, path: str | None) -> bool:
@@ -199,20 +172,3 @@ class CpuWindow:
         busy = times.user + times.system + getattr(times, "nice", 0.0)
         own = os.times()
         return cls(busy, own.user + own.system + own.children_user + own.children_system)
-
-
-async def serve_until_stopped(
-    runner: web.BaseRunner, host: str, port: int, banner: str, reuse_port: bool = False
-) -> None:
-    """Serve `runner` on host:port, print `banner` once listening, and return after SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
-        print(banner, flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
 
 from aiohttp import web
 
-from loadtest.benchmark.processes import serve_until_stopped
-from loadtest.standins import TRACK_PATH
+from loadtest.rig.channel import route
+from loadtest.rig.ingestion import TRACK_PATH, parse_envelopes, track_response
+from loadtest.rig.serving import serve_until_stopped
 
 
 class Receiver:
@@ -28,19 +28,19 @@ class Receiver:
         self._ids = itertools.count(1)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method == "POST" and request.path.startswith("/v3/conversations/"):
+        path = request.rel_url.raw_path
+        if request.method == "POST" and route(path) is not None:
             await request.read()
             self.replies += 1
-            body = b'{"id": "reply-%d"}' % next(self._ids)
+            body = b'{"id": "reply-%d"}' % next(self._ids)  # a ResourceResponse, cheaper than a uuid
             return web.Response(body=body, content_type="application/json")
-        if request.method == "POST" and TRACK_PATH.match(request.rel_url.raw_path):
+        if request.method == "POST" and TRACK_PATH.match(path):
             try:
-                items = json.loads(await request.read())
-            except ValueError:
-                return web.json_response({"error": "not JSON"}, status=400)
-            count = len(items) if isinstance(items, list) else 1
+                count = len(parse_envelopes(await request.read()))
+            except (ValueError, UnicodeDecodeError, OSError, EOFError) as error:
+                return track_response(0, status=400, message=f"unreadable payload: {error}")
             self.envelopes += count
-            return web.json_response({"itemsReceived": count, "itemsAccepted": count, "errors": []})
+            return track_response(count)
         if request.method == "GET" and request.path == "/count":
             return web.json_response({"replies": self.replies, "envelopes": self.envelopes, "other": self.other})
         self.other += 1

@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from loadtest.benchmark.processes import serve_until_stopped
+from loadtest.rig.serving import serve_until_stopped
 
 SERVED = ("bare", "stock", "ours-off")
 

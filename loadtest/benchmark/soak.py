@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.benchmark import wrk
-from loadtest.benchmark.harness import (
-    LABELS,
-    Benchmark,
-    Plan,
-    machine,
-    say,
-)
-from loadtest.benchmark.processes import RssSampler, Service, free_port
+from loadtest.benchmark.machine import machine
+from loadtest.benchmark.plan import LABELS, BenchmarkPlan
+from loadtest.benchmark.processes import RssSampler
+from loadtest.benchmark.run import Benchmark
+from loadtest.rig.progress import BENCHMARK
 
 TARGET_RSS_GROWTH = 0.10
 PROBE_SECONDS = 10.0
@@ -47,41 +44,22 @@ class SoakResult:
     met: bool
 
 
-def run_soak(plan: Plan, target: str, seconds: float, warmup: float, rate: float | None) -> dict[str, Any]:
+def run_soak(plan: BenchmarkPlan, target: str, seconds: float, warmup: float, rate: float | None) -> dict[str, Any]:
     bench = Benchmark(plan)
     transport = plan.transports[0]
     with contextlib.ExitStack() as stack:
-        stand_in, _, service_url = bench.prepare(stack)
-        port = free_port()
-        metrics_port = free_port()
-        command, ready = bench._command(target, port, None)
-        env = bench._environment(stand_in, port, metrics_port, target, target)
-        service = Service(
-            target, command, env, bench.logs_dir / f"{target}.log", bench.work_dir, bench.layout.target_cpus, port
-        )
+        fixtures = bench.prepare(stack)
+        service, _ = bench.start(target, target, None, fixtures)
         stack.callback(service.stop)
-        service.wait_ready(port, ready)
-        url = f"http://127.0.0.1:{port}/api/messages"
+        url = f"http://127.0.0.1:{service.port}/api/messages"
 
         def load(duration: float, connections: int, pace: float | None) -> wrk.WrkResult:
-            return wrk.run_wrk(
-                url,
-                transport,
-                service_url,
-                bench.work_dir,
-                connections=connections,
-                seconds=duration,
-                rate=pace,
-                conversations=plan.conversations,
-                channel_id=plan.channel_id,
-                text=plan.text,
-                cpus=bench.layout.load_cpus,
-            )
+            return bench.load.send(url, transport, fixtures.service_url, connections, duration, pace)
 
         if rate is None:
             probe = load(PROBE_SECONDS, PROBE_CONNECTIONS, None)
             rate = probe.per_second / 2
-            say(f"{target}: maximum {probe.per_second:.0f} turns/s; soaking at {rate:.0f} turns/s")
+            BENCHMARK.line(f"{target}: maximum {probe.per_second:.0f} turns/s; soaking at {rate:.0f} turns/s")
         if warmup >= 1:
             load(warmup, SOAK_CONNECTIONS, rate)
         baseline = service.usage().rss_bytes
@@ -90,7 +68,7 @@ def run_soak(plan: Plan, target: str, seconds: float, warmup: float, rate: float
         with sampler.running():
             result = load(seconds, SOAK_CONNECTIONS, rate)
         end = service.usage().rss_bytes
-        say(f"soak of {time.monotonic() - started:.0f} s done")
+        BENCHMARK.line(f"soak of {time.monotonic() - started:.0f} s done")
     growth = (end - baseline) / baseline if baseline else 0.0
     ok = result.ok(200 if transport == wrk.EXPECT_REPLIES else 201)
     soak = SoakResult(

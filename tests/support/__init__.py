@@ -1,8 +1,7 @@
-"""Test-support stand-ins for the services the bot talks to, plus helpers to wait on them.
+"""Test-support helpers that only the tests use (the Emulator client, the in-process bot, Prometheus and
+Alertmanager processes, the network guard, a corpus of personal data). What the load test shares with the tests lives
+in loadtest/rig; the modules here that name a rig module re-export it so the tests keep one import path."""
 
-`BackgroundServer` lives in loadtest.standins (the load test needs it without importing tests); it is re-exported here.
-"""
-
-from loadtest.standins import BackgroundServer
+from loadtest.rig.background import BackgroundServer
 
 __all__ = ["BackgroundServer"]

@@ -15,11 +15,13 @@ import aiohttp
 from aiohttp import web
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import RUNTIME, create_app
 from bot.faults import FaultInjection
 from bot.settings import Settings
+from loadtest.rig import exposition
+from telemetry.catalog import Metric
+from telemetry.config import TelemetryConfig
 from telemetry.prometheus import metrics_app
 from telemetry.setup import Telemetry, configure
 from telemetry.wiring import instrument
@@ -52,33 +54,30 @@ class RunningBot:
             assert response.status == 200
             return await response.text()
 
-    async def samples(self, name: str) -> list[tuple[dict[str, str], float]]:
-        """Every sample of one series name (e.g. `bot_turns_total`), as (labels, value)."""
-        text = await self.scrape()
-        found = []
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name:
-                    found.append((dict(sample.labels), sample.value))
-        return found
+    async def samples(self, metric: Metric | str) -> list[tuple[dict[str, str], float]]:
+        """Every sample of one series (`catalog.TURNS`, or a name such as `bot_turns_total`), as (labels, value)."""
+        return exposition.samples(await self.scrape(), metric)
 
-    async def total(self, name: str, **labels: str) -> float:
-        return sum(
-            value
-            for sample_labels, value in await self.samples(name)
-            if all(sample_labels.get(k) == v for k, v in labels.items())
-        )
+    async def total(self, metric: Metric | str, **labels: str) -> float:
+        """The series summed over the label sets that have all of `labels`."""
+        return exposition.total(await self.scrape(), metric, **labels)
+
+
+# Every turn traced (the default caps traces per second): tests look at each turn's spans.
+TEST_ENV = {
+    "PORT": "0",
+    "BOT_METRICS_PORT": "0",
+    "BOT_TELEMETRY_HASH_KEY": "test-key",
+    "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+}
 
 
 def settings_from(env: Mapping[str, str]) -> Settings:
-    # Every turn traced (the default caps traces per second): tests look at each turn's spans.
-    base = {
-        "PORT": "0",
-        "BOT_METRICS_PORT": "0",
-        "BOT_TELEMETRY_HASH_KEY": "test-key",
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-    }
-    return Settings.from_env({**base, **env})
+    return Settings.from_env({**TEST_ENV, **env})
+
+
+def telemetry_config_from(env: Mapping[str, str]) -> TelemetryConfig:
+    return TelemetryConfig.from_env({**TEST_ENV, **env})
 
 
 @contextlib.asynccontextmanager
@@ -93,10 +92,10 @@ async def running_bot(
     settings = settings_from(environment)
     spans = InMemorySpanExporter()
     logs = InMemoryLogRecordExporter()
-    telemetry = configure(settings.telemetry, span_exporters=[spans], log_exporters=[logs])
+    telemetry = configure(telemetry_config_from(environment), span_exporters=[spans], log_exporters=[logs])
     app = create_app(settings, instrument(telemetry))
     bot_runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=settings.idle_timeout_seconds)
-    openmetrics = settings.telemetry.prometheus_exemplars
+    openmetrics = telemetry.config.prometheus_exemplars
     metrics_runner = web.AppRunner(
         metrics_app(telemetry.prometheus_registry, openmetrics=openmetrics), handle_signals=False
     )

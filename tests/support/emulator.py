@@ -3,15 +3,13 @@
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 import aiohttp
 
-Activity = dict[str, Any]
-
-BOT_ACCOUNT = {"id": "bot", "name": "Bot"}
+from loadtest.rig import activities
+from loadtest.rig.activities import Activity
 
 
 class BotResponse(NamedTuple):
@@ -70,24 +68,15 @@ class EmulatorClient:
 
     def activity(self, type: str, text: str | None = None, **fields: Any) -> Activity:
         """Build an Activity as JSON (camelCase keys); `fields` are added or override defaults."""
-        now = datetime.now(UTC)
-        activity: Activity = {
-            "type": type,
-            "id": uuid.uuid4().hex,
-            "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "localTimestamp": now.astimezone().isoformat(timespec="milliseconds"),
-            "channelId": self.channel_id,
-            "serviceUrl": self.service_url,
-            "from": {**self.user, "role": "user"},
-            "recipient": {**BOT_ACCOUNT, "role": "bot"},
-            "conversation": {"id": self.conversation_id},
-            "locale": "en-US",
-            "textFormat": "plain",
-        }
-        if text is not None:
-            activity["text"] = text
-        activity.update(fields)
-        return activity
+        return activities.activity(
+            type,
+            channel_id=self.channel_id,
+            service_url=self.service_url,
+            conversation_id=self.conversation_id,
+            user=self.user,
+            text=text,
+            **fields,
+        )
 
     async def post(self, activity: Activity, headers: Mapping[str, str] | None = None) -> BotResponse:
         """POST an activity to the bot; extra `headers` (e.g. `traceparent`) apply to this request only."""
@@ -100,7 +89,7 @@ class EmulatorClient:
             return BotResponse(response.status, _decode(raw))
 
     async def conversation_update(self, headers: Mapping[str, str] | None = None, **fields: Any) -> BotResponse:
-        update = self.activity("conversationUpdate", membersAdded=[dict(BOT_ACCOUNT), self.user], **fields)
+        update = self.activity("conversationUpdate", membersAdded=activities.members_added(self.user), **fields)
         return await self.post(update, headers)
 
     async def send(self, text: str, headers: Mapping[str, str] | None = None, **fields: Any) -> BotResponse:

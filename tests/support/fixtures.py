@@ -6,17 +6,7 @@ import pytest
 
 from tests.support import netguard
 from tests.support.channel import ChannelStandIn
-from tests.support.ingestion import IngestionStandIn
-
-# Keeps the Azure Monitor SDK from phoning home (statsbeat, sdkstats, OneSettings) and from
-# routing loopback traffic through a proxy configured in the environment.
-AZURE_SDK_OFFLINE_ENV = {
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
+from tests.support.ingestion import AZURE_SDK_OFFLINE_ENV, IngestionStandIn
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
-"""A local stand-in for the Application Insights ingestion endpoint (`POST /v2.1/track`).
+"""The Application Insights ingestion stand-in: loadtest/rig/ingestion.py, re-exported for the tests."""
 
-It lives in loadtest.standins, which the load test uses to reconcile offline; re-exported here for the tests.
-"""
-
-from loadtest.standins import (
+from loadtest.rig.ingestion import (
+    AZURE_SDK_OFFLINE_ENV,
     INSTRUMENTATION_KEY,
     TRACK_PATH,
     Envelope,
@@ -14,6 +12,7 @@ from loadtest.standins import (
 )
 
 __all__ = [
+    "AZURE_SDK_OFFLINE_ENV",
     "INSTRUMENTATION_KEY",
     "TRACK_PATH",
     "Envelope",

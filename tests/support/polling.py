@@ -1,5 +1,5 @@
-"""Deadline-bounded polling, the only way tests wait for something to happen (shared with the load test)."""
+"""Deadline-bounded polling, the only way tests wait for something to happen: loadtest/rig/polling.py."""
 
-from loadtest.polling import wait_until, wait_until_async
+from loadtest.rig.polling import wait_until, wait_until_async
 
 __all__ = ["wait_until", "wait_until_async"]

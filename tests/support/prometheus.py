@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -16,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from loadtest.rig.ports import free_port
+from loadtest.rig.processes import Child, http_ok
 from tests.support import BackgroundServer
 from tests.support.polling import wait_until
 
@@ -37,12 +38,6 @@ def tool(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def fast_rules(text: str) -> str:
     for slow, fast in FAST_WINDOWS.items():
         text = text.replace(slow, fast)
@@ -54,23 +49,19 @@ def _get_json(url: str, timeout: float = 5.0) -> Any:
         return json.loads(response.read())
 
 
-class Process:
+class Process(Child):
+    """A Prometheus or Alertmanager process, its output in `log` and shown when it fails."""
+
     def __init__(self, name: str, args: list[str], log: Path) -> None:
-        self.name, self.log = name, log
-        self._handle = log.open("wb")
-        self.process = subprocess.Popen(args, stdout=self._handle, stderr=subprocess.STDOUT)
+        super().__init__(name, args, log)
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        return self.log_tail(40)
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._handle.close()
+    def ready(self, url: str) -> bool:
+        code = self.exited()
+        assert code is None, f"{self.name} exited with code {code}:\n{self.output()}"
+        return http_ok(url)
 
 
 class Prometheus(Process):
@@ -114,15 +105,7 @@ class Prometheus(Process):
             ],
             workdir / "prometheus.log",
         )
-        wait_until(self._ready, timeout=20, message=f"Prometheus ready on {self.url}")
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, f"Prometheus exited:\n{self.output()}"
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        wait_until(lambda: self.ready(f"{self.url}/-/ready"), timeout=20, message=f"Prometheus ready on {self.url}")
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
@@ -190,15 +173,7 @@ class Alertmanager(Process):
             ],
             workdir / "alertmanager.log",
         )
-        wait_until(self._ready, timeout=20, message=f"Alertmanager ready on {self.url}")
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, f"Alertmanager exited:\n{self.output()}"
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        wait_until(lambda: self.ready(f"{self.url}/-/ready"), timeout=20, message=f"Alertmanager ready on {self.url}")
 
 
 @contextmanager

@@ -1,147 +1,22 @@
-"""Local stand-ins for services the bot talks to: the Application Insights ingestion endpoint (`POST /v2.1/track`)
-and the background-server base it runs on. The load test uses them to reconcile offline; the tests re-export them."""
+"""A local stand-in for the Application Insights ingestion endpoint (`POST /v2.1/track`), keeping every envelope (the
+tests) or only what a long run needs (the load test's ledger, the benchmark's counts)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import re
-import socket
 import threading
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from loadtest.polling import wait_until, wait_until_async
-
-__all__ = [
-    "INSTRUMENTATION_KEY",
-    "TRACK_PATH",
-    "BackgroundServer",
-    "Envelope",
-    "IngestionStandIn",
-    "OtherRequest",
-    "envelope_base_type",
-    "parse_envelopes",
-]
-
-_SHUTDOWN_GRACE = 2.0
-
-
-class BackgroundServer:
-    """An aiohttp low-level server on 127.0.0.1 running in its own thread and event loop.
-
-    Being off the test's event loop means synchronous callers (exporters flushing from worker threads,
-    or from the test's own loop) can talk to it without deadlocking.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._port: int | None = None
-
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        raise NotImplementedError
-
-    async def before_shutdown(self) -> None:
-        """Runs on the server loop before connections are closed; release anything held open here."""
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError(f"{self._name} is not running")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def call_in_loop(self, callback: Callable[[], Coroutine[Any, Any, None]], timeout: float = 10.0) -> None:
-        """Run a coroutine on the server's loop and wait for it (from any other thread)."""
-        if self._loop is None:
-            raise RuntimeError(f"{self._name} is not running")
-        asyncio.run_coroutine_threadsafe(callback(), self._loop).result(timeout)
-
-    def start(self, timeout: float = 10.0, port: int = 0) -> Self:
-        """Listen on `port` (0: any free port; a stopped server comes back on its old port with `port=...`)."""
-        if self._thread is not None:
-            raise RuntimeError(f"{self._name} is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        loop = asyncio.new_event_loop()
-        started: Future[None] = Future()
-        thread = threading.Thread(target=self._serve, args=(loop, sock, started), name=self._name, daemon=True)
-        thread.start()
-        try:
-            started.result(timeout)
-        except BaseException:
-            with contextlib.suppress(RuntimeError):  # the loop is already closed if setup failed
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-            sock.close()
-            raise
-        self._port = sock.getsockname()[1]
-        self._loop = loop
-        self._thread = thread
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError(f"{self._name} did not stop within {timeout:g}s")
-        self._thread = self._loop = None
-        self._port = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, started: Future[None]) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            runner = loop.run_until_complete(self._setup(sock))
-        except BaseException as exc:
-            sock.close()
-            loop.close()
-            started.set_exception(exc)
-            return
-        started.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self.before_shutdown())
-            loop.run_until_complete(runner.cleanup())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _setup(self, sock: socket.socket) -> web.ServerRunner:
-        # Held requests are released by before_shutdown(); the grace period is only a backstop.
-        server = web.Server(self.handle, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        return runner
-
+from loadtest.rig.background import BackgroundServer
+from loadtest.rig.polling import wait_until, wait_until_async
+from telemetry import catalog
 
 Envelope = dict[str, Any]
 T = TypeVar("T")
@@ -150,6 +25,21 @@ INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 # The exporter joins "{endpoint}/{apiVersion}/track" without normalising slashes.
 TRACK_PATH = re.compile(r"^/+v2(\.1)?/track$")
 _GZIP_MAGIC = b"\x1f\x8b"
+# Keeps the Azure Monitor SDK from phoning home (statsbeat, sdkstats, OneSettings) and from routing loopback traffic
+# through a proxy configured in the environment: set it in any process whose exporters talk to a stand-in.
+AZURE_SDK_OFFLINE_ENV = {
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def connection_string(base_url: str) -> str:
+    """An Application Insights connection string whose ingestion (and live metrics) endpoint is `base_url`."""
+    endpoint = f"{base_url.rstrip('/')}/"
+    return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={endpoint};LiveEndpoint={endpoint}"
 
 
 @dataclass(frozen=True)
@@ -190,10 +80,14 @@ def envelope_base_type(envelope: Envelope) -> str | None:
 
 
 class IngestionStandIn(BackgroundServer):
-    """Records envelopes posted by the Azure Monitor exporters; can simulate an ingestion outage."""
+    """Records envelopes posted by the Azure Monitor exporters; can simulate an ingestion outage.
 
-    def __init__(self) -> None:
+    `keep` receives every accepted batch instead of the list `envelopes` (called with the stand-in's lock held): a
+    long run keeps a ledger or counts, not millions of envelopes."""
+
+    def __init__(self, keep: Callable[[list[Envelope]], None] | None = None) -> None:
         super().__init__("ingestion-stand-in")
+        self._keep = keep
         self._lock = threading.Lock()
         self._envelopes: list[Envelope] = []
         self._other: list[OtherRequest] = []
@@ -204,8 +98,7 @@ class IngestionStandIn(BackgroundServer):
 
     @property
     def connection_string(self) -> str:
-        endpoint = f"{self.base_url}/"
-        return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={endpoint};LiveEndpoint={endpoint}"
+        return connection_string(self.base_url)
 
     @property
     def envelopes(self) -> list[Envelope]:
@@ -294,17 +187,20 @@ class IngestionStandIn(BackgroundServer):
         try:
             envelopes = parse_envelopes(body)
         except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
-            return _track_response(0, status=400, message=f"unreadable payload: {exc}")
+            return track_response(0, status=400, message=f"unreadable payload: {exc}")
         if fault is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": _format_seconds(fault.retry_after)}
-            return _track_response(len(envelopes), status=fault.status, message="simulated outage", headers=headers)
+            return track_response(len(envelopes), status=fault.status, message="simulated outage", headers=headers)
         with self._lock:
             self.store(envelopes)
-        return _track_response(len(envelopes))
+        return track_response(len(envelopes))
 
     def store(self, envelopes: list[Envelope]) -> None:
-        """Keep accepted envelopes (called with the lock held); a long run can keep a digest instead."""
-        self._envelopes.extend(envelopes)
+        """Keep accepted envelopes, in `envelopes` or through `keep` (call with the lock held)."""
+        if self._keep is None:
+            self._envelopes.extend(envelopes)
+        else:
+            self._keep(envelopes)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -312,9 +208,11 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
-def _track_response(
+def track_response(
     received: int, status: int = 200, message: str = "", headers: dict[str, str] | None = None
 ) -> web.Response:
+    """What the endpoint answers a track upload of `received` envelopes: all accepted (200) or all failed with
+    `status` (https://learn.microsoft.com/azure/azure-monitor/app/api-custom-events-metrics#response)."""
     if status == 200:
         errors: list[dict[str, Any]] = []
     else:
@@ -322,3 +220,32 @@ def _track_response(
     accepted = received if status == 200 else 0
     payload = {"itemsReceived": received, "itemsAccepted": accepted, "errors": errors}
     return web.json_response(payload, status=status, headers=headers)
+
+
+@dataclass
+class EnvelopeCounts:
+    """Counts of accepted envelopes, for `IngestionStandIn(keep=counts.add)`: by `data.baseType`, the Request
+    envelopes of turns (`POST /api/messages`), and the role instances (one per bot process) that sent them."""
+
+    by_type: dict[str, int] = field(default_factory=dict)
+    turn_requests: int = 0
+    role_instances: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, envelopes: list[Envelope]) -> None:
+        with self._lock:
+            for envelope in envelopes:
+                kind = envelope_base_type(envelope) or "unknown"
+                self.by_type[kind] = self.by_type.get(kind, 0) + 1
+                if kind == "RequestData":
+                    base = envelope.get("data", {}).get("baseData", {})
+                    if base.get("name") == catalog.SPAN_MESSAGES_REQUEST:
+                        self.turn_requests += 1
+                instance = (envelope.get("tags") or {}).get("ai.cloud.roleInstance")
+                if instance and len(self.role_instances) < 64:  # bounded: a bug must not grow it without end
+                    self.role_instances.add(str(instance))
+
+    def snapshot(self) -> tuple[dict[str, int], int, list[str]]:
+        """(counts by type, turn Request envelopes, role instances), consistent with each other."""
+        with self._lock:
+            return dict(self.by_type), self.turn_requests, sorted(self.role_instances)

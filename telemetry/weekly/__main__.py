@@ -1,0 +1,5 @@
+import sys
+
+from telemetry.weekly.cli import main
+
+sys.exit(main())
