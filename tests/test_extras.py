@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 WEEKLY = ROOT / "telemetry" / "weekly"
+OWN_PACKAGES = frozenset({"bot", "telemetry", "loadtest", "tests"})
 
 
 def canonical(name: str) -> str:
@@ -40,7 +41,7 @@ def imported_modules(paths: Iterable[Path]) -> set[str]:
                 names = [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
-            found |= {name for name in names if name.split(".")[0] not in {*sys.stdlib_module_names, "telemetry"}}
+            found |= {name for name in names if name.split(".")[0] not in {*sys.stdlib_module_names, *OWN_PACKAGES}}
     return found
 
 

@@ -159,8 +159,6 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         if isinstance(session, str):
             tags["ai.session.id"] = session
         tags["ai.operation.name"] = span.name
-        method = attributes.get("http.request.method") or attributes.get("http.method")
-        is_http = "http.request.method" in attributes or "http.method" in attributes
         extracted: dict[str, str] = {}
         data: dict[str, Any] = {
             "ver": _EXPORTER_DOMAIN_SCHEMA_VERSION,
@@ -171,12 +169,12 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         }
         if span.kind is SpanKind.SERVER:
             name, base_type = _REQUEST_ENVELOPE_NAME, "RequestData"
-            _fill_request(span, attributes, tags, data, method, is_http)
-            if self._mark_requests and is_http:
+            _fill_request(span, attributes, tags, data)
+            if self._mark_requests and _http_method(attributes)[1]:
                 extracted = {EXTRACTED_METRICS_MARKER: "True"}
         else:
             name, base_type = _REMOTE_DEPENDENCY_ENVELOPE_NAME, "RemoteDependencyData"
-            _fill_dependency(span, attributes, tags, data, method, is_http)
+            _fill_dependency(span, attributes, tags, data)
         if catalog.OPERATION_NAME in attributes:  # an item inside a turn: named by the turn, as its request
             tags["ai.operation.name"] = attributes[catalog.OPERATION_NAME]
         properties = self._properties(attributes)
@@ -192,15 +190,19 @@ class FastAzureMonitorTraceExporter(AzureMonitorTraceExporter):
         return envelope
 
 
-def _fill_request(
-    span: ReadableSpan,
-    attributes: Mapping[str, Any],
-    tags: dict[str, Any],
-    data: dict[str, Any],
-    method: Any,
-    is_http: bool,
-) -> None:
+_Attributes = Mapping[str, Any]
+_Fields = dict[str, Any]  # tags or data of an envelope, filled in place
+
+
+def _http_method(attributes: _Attributes) -> tuple[Any, bool]:
+    """The request's method under the current or the old HTTP conventions, and whether the span is HTTP at all."""
+    method = attributes.get("http.request.method") or attributes.get("http.method")
+    return method, "http.request.method" in attributes or "http.method" in attributes
+
+
+def _fill_request(span: ReadableSpan, attributes: _Attributes, tags: _Fields, data: _Fields) -> None:
     """The Request parts of a SERVER span's envelope, as the SDK fills them."""
+    method, is_http = _http_method(attributes)
     data["responseCode"] = "0"
     location_ip = sdk_trace_utils._get_location_ip(attributes)
     if location_ip:
@@ -225,15 +227,9 @@ def _fill_request(
         data["url"] = data["url"][:2048]
 
 
-def _fill_dependency(
-    span: ReadableSpan,
-    attributes: Mapping[str, Any],
-    tags: dict[str, Any],
-    data: dict[str, Any],
-    method: Any,
-    is_http: bool,
-) -> None:
+def _fill_dependency(span: ReadableSpan, attributes: _Attributes, tags: _Fields, data: _Fields) -> None:
     """The RemoteDependency parts of a CLIENT or INTERNAL span's envelope, as the SDK fills them."""
+    method, is_http = _http_method(attributes)
     data["resultCode"] = "0"
     target = sdk_trace_utils._get_target_for_dependency_from_peer(attributes)
     if span.kind is SpanKind.INTERNAL:
