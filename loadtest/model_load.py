@@ -143,12 +143,7 @@ def run(users: int, turns: int, seconds: float, results: Path, project_root: Pat
     turns = max(1, min(turns, MAX_TURNS))
     seconds = max(1.0, min(seconds, MAX_SECONDS))
     with ModelStandIn() as model, IngestionStandIn() as ingestion:
-        overrides = {
-            "OPENAI_BASE_URL": model.openai_base_url,
-            "OPENAI_API_KEY": "load-test",
-            "OPENAI_MODEL": MODEL,
-            "BOT_MAX_CONCURRENT_TURNS": str(max(256, users * 2)),
-        }
+        overrides = model.bot_env(MODEL, BOT_MAX_CONCURRENT_TURNS=str(max(256, users * 2)))
         previous = {name: os.environ.get(name) for name in overrides}
         os.environ.update(overrides)  # start_bot gives the bot this process's environment
         try:

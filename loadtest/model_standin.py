@@ -109,6 +109,10 @@ class ModelStandIn(BackgroundServer):
     def azure_endpoint(self) -> str:
         return self.base_url
 
+    def bot_env(self, model: str = "gpt-4o-mini", **extra: str) -> dict[str, str]:
+        """The bot's settings for answering through this stand-in as an OpenAI-compatible server."""
+        return {"OPENAI_BASE_URL": self.openai_base_url, "OPENAI_API_KEY": "stand-in", "OPENAI_MODEL": model, **extra}
+
     def script(self, *behaviours: Scripted | str) -> None:
         with self._lock:
             self._queue.extend(Scripted(text=b) if isinstance(b, str) else b for b in behaviours)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -22,18 +22,8 @@ KNOWN_QUESTION = "what are you?"
 
 
 @pytest.fixture
-def model() -> Iterator[ModelStandIn]:
-    with ModelStandIn() as standin:
-        yield standin
-
-
-def openai_env(model: ModelStandIn, **extra: str) -> dict[str, str]:
-    return {"OPENAI_BASE_URL": model.openai_base_url, "OPENAI_API_KEY": "k", "OPENAI_MODEL": "gpt-4o-mini", **extra}
-
-
-@pytest.fixture
 async def model_bot(model: ModelStandIn) -> AsyncIterator[RunningBot]:
-    async with running_bot(openai_env(model)) as bot:
+    async with running_bot(model.bot_env()) as bot:
         yield bot
 
 
@@ -167,7 +157,7 @@ async def test_the_model_answers_what_the_knowledge_base_cannot_grounded_and_wit
 
 async def test_history_is_bounded(model: ModelStandIn, channel: ChannelStandIn) -> None:
     async with (
-        running_bot(openai_env(model, BOT_MODEL_HISTORY_MESSAGES="2")) as bot,
+        running_bot(model.bot_env(BOT_MODEL_HISTORY_MESSAGES="2")) as bot,
         EmulatorClient(bot.messages_url, channel.service_url) as emulator,
     ):
         for number in range(4):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,10 @@ QUESTION = "Which colour is the sky on Mars at noon?"
 
 
 @pytest.fixture
-def model() -> Iterator[ModelStandIn]:
-    with ModelStandIn() as standin:
-        yield standin
-
-
-def model_env(model: ModelStandIn, **extra: str) -> dict[str, str]:
-    return {"OPENAI_BASE_URL": model.openai_base_url, "OPENAI_API_KEY": "k", "OPENAI_MODEL": "gpt-4o-mini", **extra}
-
-
-@pytest.fixture
 async def genai_bot(
     model: ModelStandIn, ingestion: IngestionStandIn, azure_sdk_offline: None, tmp_path: Path
 ) -> AsyncIterator[RunningBot]:
-    env = model_env(model, BOT_MODEL_PROACTIVE_AFTER_SECONDS="0.3")
+    env = model.bot_env(BOT_MODEL_PROACTIVE_AFTER_SECONDS="0.3")
     async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path / "ai") as bot:
         yield bot
 
@@ -188,7 +178,7 @@ async def test_a_model_failing_after_the_threshold_gets_the_fallback_proactively
 async def test_pending_answers_are_bounded_and_cancelled_at_shutdown(
     model: ModelStandIn, channel: ChannelStandIn, azure_sdk_offline: None
 ) -> None:
-    env = model_env(model, BOT_MODEL_PROACTIVE_AFTER_SECONDS="0.2", BOT_MODEL_MAX_PENDING_ANSWERS="1")
+    env = model.bot_env(BOT_MODEL_PROACTIVE_AFTER_SECONDS="0.2", BOT_MODEL_MAX_PENDING_ANSWERS="1")
     model.hold()
     async with (
         running_bot(env) as bot,

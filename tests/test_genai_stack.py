@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,6 @@ QUESTIONS = ("Which colour is the sky on Mars?", "And on Venus?", "How far is Ju
 
 
 @pytest.fixture
-def model() -> Iterator[ModelStandIn]:
-    with ModelStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
 async def genai_bot(
     model: ModelStandIn,
     ingestion: IngestionStandIn,
@@ -44,12 +38,7 @@ async def genai_bot(
 ) -> AsyncIterator[RunningBot]:
     # Metrics to Application Insights every second, so the reconciliation does not wait for the 60 s default.
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "1000")
-    env = {
-        "OPENAI_BASE_URL": model.openai_base_url,
-        "OPENAI_API_KEY": "k",
-        "OPENAI_MODEL": "gpt-4o-mini",
-        "BOT_MODEL_PROACTIVE_AFTER_SECONDS": "0.3",
-    }
+    env = model.bot_env(BOT_MODEL_PROACTIVE_AFTER_SECONDS="0.3")
     async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path / "ai") as bot:
         yield bot
 

@@ -3,8 +3,6 @@ OpenAI and the Azure OpenAI paths, including its failure modes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import aiohttp
 import openai
 import pytest
@@ -14,12 +12,6 @@ from loadtest.model_standin import ModelStandIn, Scripted, count_tokens, pieces
 
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "How do I scale the bot out?"}]
 QUESTION_TEXT = "How do I scale the bot out?"
-
-
-@pytest.fixture
-def model() -> Iterator[ModelStandIn]:
-    with ModelStandIn() as standin:
-        yield standin
 
 
 def openai_client(model: ModelStandIn, **options: object) -> openai.AsyncOpenAI:

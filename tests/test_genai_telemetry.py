@@ -4,7 +4,7 @@ Prometheus exposition of /metrics and what the Application Insights ingestion st
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,11 @@ SCOPE_LABELS = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"
 
 
 @pytest.fixture
-def model() -> Iterator[ModelStandIn]:
-    with ModelStandIn() as standin:
-        yield standin
-
-
-def model_env(model: ModelStandIn, **extra: str) -> dict[str, str]:
-    return {"OPENAI_BASE_URL": model.openai_base_url, "OPENAI_API_KEY": "k", "OPENAI_MODEL": "gpt-4o-mini", **extra}
-
-
-@pytest.fixture
 async def genai_bot(
     model: ModelStandIn, ingestion: IngestionStandIn, azure_sdk_offline: None, tmp_path: Path
 ) -> AsyncIterator[RunningBot]:
     async with running_bot(
-        model_env(model), connection_string=ingestion.connection_string, storage=tmp_path / "ai"
+        model.bot_env(), connection_string=ingestion.connection_string, storage=tmp_path / "ai"
     ) as bot:
         yield bot
 
@@ -159,7 +149,7 @@ async def test_genai_metrics_are_exposed_under_their_catalog_names_with_bounded_
 async def test_content_is_recorded_only_when_opted_in_and_then_redacted(
     model: ModelStandIn, channel: ChannelStandIn, ingestion: IngestionStandIn, azure_sdk_offline: None, tmp_path: Path
 ) -> None:
-    env = model_env(model, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
+    env = model.bot_env(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
     model.script("Write to ops@example.com about it.")
     async with (
         running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path / "ai") as bot,
