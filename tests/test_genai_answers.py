@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bot.answers.config import PROVIDER_AZURE, PROVIDER_OPENAI, ModelSettings
 from bot.answers.engine import MAX_RETRIES, SYSTEM_INSTRUCTIONS
@@ -13,6 +15,7 @@ from bot.knowledge import KnowledgeBase
 from bot.routes import FALLBACK_TEXT
 from bot.settings import ConfigError, Settings
 from loadtest.model_standin import ModelStandIn, Scripted
+from loadtest.rig.background import BackgroundServer
 from tests.support.botserver import RunningBot, running_bot
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
@@ -200,3 +203,51 @@ async def test_azure_openai_with_an_api_key(model: ModelStandIn, channel: Channe
     assert texts(response.body) == ["From Azure."]
     (request,) = model.requests
     assert (request.deployment, request.api_version, request.authorization) == ("chat", "2024-10-21", "api-key")
+
+
+class IdentityEndpointStandIn(BackgroundServer):
+    """App Service's managed identity endpoint, as its documentation describes the protocol ("Use managed identities
+    for App Service": GET $IDENTITY_ENDPOINT?resource=...&api-version=2019-08-01[&client_id=...] with the header
+    X-IDENTITY-HEADER: $IDENTITY_HEADER; answer {access_token, expires_on (epoch seconds), resource, token_type})."""
+
+    SECRET = "identity-header-secret"
+
+    def __init__(self) -> None:
+        super().__init__("identity-endpoint-stand-in")
+        self.asked: list[dict[str, str]] = []
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("X-IDENTITY-HEADER") != self.SECRET:
+            return web.json_response({"error": "missing or wrong X-IDENTITY-HEADER"}, status=401)
+        self.asked.append(dict(request.query))
+        token = {
+            "access_token": "entra-token-of-the-bot",
+            "expires_on": str(int(time.time()) + 3600),
+            "resource": request.query.get("resource", ""),
+            "token_type": "Bearer",
+        }
+        return web.json_response(token)
+
+
+async def test_azure_openai_without_a_key_uses_the_managed_identitys_token(
+    model: ModelStandIn, channel: ChannelStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with IdentityEndpointStandIn() as identity:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{identity.base_url}/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", IdentityEndpointStandIn.SECRET)
+        env = {
+            "AZURE_OPENAI_ENDPOINT": model.azure_endpoint,
+            "AZURE_OPENAI_DEPLOYMENT": "chat",
+            "AZURE_OPENAI_CLIENT_ID": "00000000-0000-0000-0000-0000000000aa",
+        }
+        model.script("Answered with Entra ID.", "Again, with the cached token.")
+        async with running_bot(env) as bot, EmulatorClient(bot.messages_url, channel.service_url) as emulator:
+            first = await emulator.expect_replies(UNKNOWN_QUESTION)
+            second = await emulator.expect_replies("And at sunset?")
+    assert texts(first.body) == ["Answered with Entra ID."]
+    assert texts(second.body) == ["Again, with the cached token."]
+    assert [request.authorization for request in model.requests] == ["bearer", "bearer"]
+    # One token for both calls, for Azure OpenAI's scope and the user-assigned identity named.
+    (asked,) = identity.asked
+    assert asked["resource"] == "https://cognitiveservices.azure.com"
+    assert asked["client_id"] == "00000000-0000-0000-0000-0000000000aa"
