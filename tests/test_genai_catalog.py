@@ -208,3 +208,33 @@ def test_the_check_catches_a_misspelt_series_and_label() -> None:
     with pytest.raises(AssertionError):
         check_promql("x", "sum by (gen_ai_model) (rate(gen_ai_client_token_usage_sum[5m]))")
     check_promql("x", 'sum by (gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{job="chatbot"}[5m]))')
+
+
+# ---- the weekly report -----------------------------------------------------------------------------------------------
+
+
+def test_the_weekly_report_has_a_language_model_section() -> None:
+    from telemetry.weekly import analysis, client, collect, queries, sections, windows
+
+    for key in ("genai_calls_by_model", "genai_failed_by_model", "genai_tokens_by_model", "ratings_by_source"):
+        check_promql(key, queries.QUERIES_BY_KEY[key].expr.replace("$range", "1h"))
+    window = windows.make_window("2025-01-13T00:00:00Z", None, "2025-01-13T01:00:00Z", "1m")
+    results = collect.Results(window, "http://prometheus")
+    assert sections.genai_lines(results)[0].startswith("No language model answered")
+    results.series["genai_calls_by_model"] = [client.Series({"gen_ai_request_model": "chat"}, [(0.0, 200.0)])]
+    results.series["genai_failed_by_model"] = [client.Series({"gen_ai_request_model": "chat"}, [(0.0, 10.0)])]
+    results.series["genai_tokens_by_model"] = [
+        client.Series({"gen_ai_request_model": "chat", "gen_ai_token_type": "input"}, [(0.0, 300000.0)]),
+        client.Series({"gen_ai_request_model": "chat", "gen_ai_token_type": "output"}, [(0.0, 4000.0)]),
+    ]
+    results.series["ratings_by_source"] = [
+        client.Series({"bot_answer_source": "model"}, [(0.0, 4.25)]),
+        client.Series({"bot_answer_source": "knowledge"}, [(0.0, 3.5)]),
+    ]
+    assert sections.genai_lines(results) == [
+        "chat: ≈ 200 calls, 5.0 % failed; tokens ≈ 300,000 in, ≈ 4,000 out (estimated).",
+        "Average rating (1-5) by the source of the answer rated: knowledge 3.50, model 4.25.",
+    ]
+    built = sections.build_sections(results, analysis.slo_summary(results, 2.0, 0.01), [], {}, 2.0, 0.01)
+    (section,) = [section for section in built if section.title == "Language model"]
+    assert section.paragraphs == sections.genai_lines(results)
