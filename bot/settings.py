@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from bot.answers.config import ModelSettings
 from bot.envparse import ConfigError, parse_bool, parse_count, parse_number, parse_port, whole_number
 from bot.faults import FaultSettings
 
@@ -40,6 +41,7 @@ class Settings:
     workers: int = 1
     state_db: str = ""
     faults: FaultSettings = field(default_factory=FaultSettings)
+    model: ModelSettings | None = None  # the optional language model (bot/answers); None: knowledge base only
 
     @property
     def auth_enabled(self) -> bool:
@@ -107,6 +109,7 @@ class Settings:
                 delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
                 delay_seconds=parse_number(env, "BOT_FAULT_DELAY_SECONDS", 0.0, 0.0, 60.0),
             ),
+            model=ModelSettings.from_env(env),
         )
 
 

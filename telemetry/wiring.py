@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware
@@ -13,6 +14,7 @@ from yarl import URL
 
 from telemetry.aiohttp_server import server_middleware
 from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, channel_reply_telemetry
+from telemetry.genai import GenAITelemetry
 from telemetry.setup import Telemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
@@ -54,6 +56,8 @@ class TelemetryHooks:
     turn_middlewares: Sequence[Middleware] = ()
     telemetry_client: BotTelemetryClient | None = None
     client_trace_configs: Sequence[aiohttp.TraceConfig] = field(default_factory=tuple)
+    # The answer engine's telemetry (bot.answers.observer.AnswerObserver); None: none recorded.
+    answer_observer: Any = None
 
 
 def instrument(telemetry: Telemetry) -> TelemetryHooks:
@@ -66,4 +70,5 @@ def instrument(telemetry: Telemetry) -> TelemetryHooks:
         turn_middlewares=(TurnTelemetryMiddleware(telemetry),),
         telemetry_client=OpenTelemetryBotTelemetryClient(telemetry),
         client_trace_configs=(channel_reply_telemetry(telemetry.tracer, telemetry.instruments, reply_url),),
+        answer_observer=GenAITelemetry(telemetry),
     )
