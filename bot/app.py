@@ -179,7 +179,17 @@ def create_app(
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()
-    bot = ChatBot(conversation_state, user_state, Router(routes(user_state, telemetry_client)), telemetry_client)
+    answers = None
+    if settings.model is not None:
+        # Imported only with a model configured: the openai client is a large import.
+        from bot.answers.engine import AnswerEngine
+        from bot.answers.turn import ModelAnswers
+        from bot.knowledge import KnowledgeBase
+
+        engine = AnswerEngine(settings.model, KnowledgeBase.load(), hooks.answer_observer)
+        answers = ModelAnswers(engine, conversation_state, settings.app_id)
+    router = Router(routes(user_state, telemetry_client))
+    bot = ChatBot(conversation_state, user_state, router, telemetry_client, answers)
     faults = FaultInjection(settings.faults, telemetry_client)
     turn_guard = ConversationTurnGuard(conversation_state, [user_state], hooks.storage_observer)
 
@@ -199,7 +209,15 @@ def create_app(
             middleware = [*hooks.turn_middlewares, faults, turn_guard]
             adapter = ChatAdapter(settings, session, conversation_state, middleware)
             app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter, faults=faults)
-            yield
+            if answers is None:
+                yield
+                return
+            await answers.open()
+            try:
+                yield
+            finally:
+                # After the turns in flight: late answers still pending are cancelled (and counted) here.
+                await answers.close()
 
     app.cleanup_ctx.append(channel_session)
     if network_store is not None:

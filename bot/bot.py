@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from botbuilder.core import (
     ActivityHandler,
     BotTelemetryClient,
@@ -17,7 +19,10 @@ from botbuilder.schema import ActionTypes, Activity, CardAction, ChannelAccount
 from bot import compat
 from bot.routing import Router, Turn
 from bot.state import DIALOG_STATE_PROPERTY
-from bot.vocabulary import INTENT_NONE, INTENT_WELCOME, TURN_STATE_INTENT
+from bot.vocabulary import INTENT_NONE, INTENT_WELCOME, TURN_STATE_INTENT, TURN_STATE_RATING
+
+if TYPE_CHECKING:
+    from bot.answers.turn import ModelAnswers
 
 FAIL_COMMAND = "/fail"
 # The failure drill only runs where a developer is at the keyboard, never on a production channel.
@@ -59,6 +64,7 @@ class ChatBot(ActivityHandler):
         user_state: UserState,
         router: Router,
         telemetry_client: BotTelemetryClient | None = None,
+        answers: ModelAnswers | None = None,
     ) -> None:
         if conversation_state is None or user_state is None:
             raise TypeError("ChatBot needs a ConversationState and a UserState")
@@ -67,6 +73,8 @@ class ChatBot(ActivityHandler):
         self._router = router
         self._telemetry_client = telemetry_client or NullTelemetryClient()
         self._dialog_state = conversation_state.create_property(DIALOG_STATE_PROPERTY)
+        # The language model for what the knowledge base cannot answer (None: no model configured, docs/genai.md).
+        self._answers = answers
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         turn_context.turn_state[TURN_STATE_INTENT] = INTENT_NONE
@@ -99,4 +107,8 @@ class ChatBot(ActivityHandler):
         if command == FAIL_COMMAND and turn_context.activity.channel_id in FAIL_DRILL_CHANNELS:
             raise SimulatedFailure("simulated failure requested with /fail")
         dialogs = await self._router.dialog_context(turn_context, self._dialog_state)
-        await self._router.route(Turn(turn_context, command, dialogs, self._telemetry_client))
+        await self._router.route(Turn(turn_context, command, dialogs, self._telemetry_client, self._answers))
+        rating = turn_context.turn_state.get(TURN_STATE_RATING)
+        if self._answers is not None and isinstance(rating, dict):
+            # The survey ended: its rating evaluates the answer given before it.
+            await self._answers.rated(turn_context, int(rating["rating"]), bool(rating.get("has_comment")))

@@ -6,14 +6,15 @@ with none of the telemetry packages imported. What the bot tells an observer:
 - on a refused request's response, `REJECTION` (one of `bot.vocabulary.REJECTIONS`) and, for a failed
   authentication, `AUTH_FAILURE` (one of `bot.vocabulary.AUTH_FAILURES`);
 - in a turn's `turn_state`, `bot.vocabulary.TURN_STATE_INTENT` and `TURN_STATE_DIALOG`;
-- business events and metrics through the `BotTelemetryClient` it is given (`telemetry_client`).
+- business events and metrics through the `BotTelemetryClient` it is given (`telemetry_client`);
+- with a language model configured, its calls, answers and ratings through `answer_observer` (bot/answers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -55,6 +56,12 @@ class Instrumentation(Protocol):
         """Told about every call of a network state store and every rerun or redelivery of a turn (bot/storage)."""
         ...
 
+    @property
+    def answer_observer(self) -> Any:
+        """What the answer engine tells about model calls, answers and ratings (bot.answers.observer.AnswerObserver);
+        None: nothing."""
+        ...
+
 
 @dataclass(frozen=True)
 class NoInstrumentation:
@@ -65,6 +72,7 @@ class NoInstrumentation:
     telemetry_client: BotTelemetryClient | None = None
     client_trace_configs: Sequence[aiohttp.TraceConfig] = ()
     storage_observer: StorageObserver | None = None
+    answer_observer: Any = None
 
 
 __all__ = ["AUTH_FAILURE", "REJECTION", "Instrumentation", "NoInstrumentation"]

@@ -20,8 +20,11 @@ from bot.vocabulary import (
     INTENT_FALLBACK,
     INTENT_HELP,
     INTENT_KNOWLEDGE,
+    INTENT_MODEL,
     KNOWLEDGE_ANSWER_EVENT,
     KNOWLEDGE_FALLBACK_EVENT,
+    SOURCE_FALLBACK,
+    SOURCE_KNOWLEDGE,
 )
 
 HELP_COMMANDS = ("help", "?")
@@ -60,12 +63,21 @@ def answer_from(knowledge: KnowledgeBase) -> Handler:
     async def answer(turn: Turn) -> str | None:
         # Slash commands are never questions, so an unknown one (or /fail off the drill channels) falls back.
         entry = None if turn.command.startswith("/") else knowledge.match(turn.context.activity.text)
+        models = turn.answers
+        # Knowledge base first, the language model second (when configured), the fallback when neither answers.
+        asked = entry is None and models is not None and not turn.command.startswith("/")
+        if asked and models is not None and await models.answer(turn.context):
+            return INTENT_MODEL
         if entry is None:
             turn.telemetry.track_event(KNOWLEDGE_FALLBACK_EVENT, {})
             await turn.context.send_activity(MessageFactory.text(FALLBACK_TEXT))
+            if models is not None:
+                await models.record(turn.context, SOURCE_FALLBACK)
             return INTENT_FALLBACK
         turn.telemetry.track_event(KNOWLEDGE_ANSWER_EVENT, {"topic": entry.id})
         await turn.context.send_activity(MessageFactory.text(entry.answer))
+        if models is not None:
+            await models.record(turn.context, SOURCE_KNOWLEDGE)
         return None
 
     return answer

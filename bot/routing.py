@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from botbuilder.core import BotTelemetryClient, StatePropertyAccessor, TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogSet
 
 from bot.vocabulary import INTENT_DIALOG, TURN_STATE_DIALOG, TURN_STATE_INTENT, known_intents, register_intent
+
+if TYPE_CHECKING:
+    from bot.answers.turn import ModelAnswers
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class Turn:
     command: str  # the text trimmed, lower-cased, without trailing "." or "!"
     dialogs: DialogContext  # the conversation's dialog stack, over every dialog the routes run
     telemetry: BotTelemetryClient
+    answers: ModelAnswers | None = None  # the language model, when one is configured (bot/answers, docs/genai.md)
 
 
 # A handler answers the turn; it may return another registered intent to record instead of its route's.

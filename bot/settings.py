@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+from bot.answers.config import ModelSettings
 from bot.envparse import ConfigError, parse_bool, parse_count, parse_number, parse_port, whole_number
 from bot.faults import FaultSettings
 from bot.storage import STORE_BLOB, STORE_MEMORY, STORE_SQLITE, STORES
@@ -48,6 +49,7 @@ class Settings:
     blob_account_url: str = ""
     blob_container: str = "bot-state"
     faults: FaultSettings = field(default_factory=FaultSettings)
+    model: ModelSettings | None = None  # the optional language model (bot/answers); None: knowledge base only
 
     @property
     def auth_enabled(self) -> bool:
@@ -116,6 +118,7 @@ class Settings:
                 delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
                 delay_seconds=parse_number(env, "BOT_FAULT_DELAY_SECONDS", 0.0, 0.0, 60.0),
             ),
+            model=ModelSettings.from_env(env),
         )
 
 

@@ -17,6 +17,7 @@ INTENT_FALLBACK = "fallback"
 INTENT_DIALOG = "dialog"
 INTENT_CANCEL = "cancel"
 INTENT_NONE = "none"
+INTENT_MODEL = "model"  # a question the knowledge base could not answer, sent to the language model (bot/answers)
 # The intents of the shipped bot, for documentation; the bot's routes (bot/routes.py) may register more.
 INTENTS = (
     INTENT_WELCOME,
@@ -26,6 +27,7 @@ INTENTS = (
     INTENT_DIALOG,
     INTENT_CANCEL,
     INTENT_NONE,
+    INTENT_MODEL,
 )
 
 # An intent becomes a metric label: a short fixed word, so that the series stay few and readable.
@@ -105,3 +107,22 @@ KNOWLEDGE_FALLBACK_EVENT = "KnowledgeFallback"
 FAULT_ERROR_RATIO_METRIC = "bot.faults.error_ratio"
 FAULT_DELAY_RATIO_METRIC = "bot.faults.delay_ratio"
 FAULT_DELAY_METRIC = "bot.faults.delay"
+
+# ---- language model answers (bot/answers, docs/genai.md) -----------------------------------------------------------
+# Where an answer came from (`bot.answer.source`).
+SOURCE_KNOWLEDGE = "knowledge"
+SOURCE_MODEL = "model"
+SOURCE_FALLBACK = "fallback"
+ANSWER_SOURCES = (SOURCE_KNOWLEDGE, SOURCE_MODEL, SOURCE_FALLBACK)
+# How an answer sent after its turn ended went (`bot.answer.delivery`).
+DELIVERED = "delivered"
+DELIVERY_FAILED = "failed"  # the channel refused the proactive message or could not be reached
+DELIVERY_CANCELLED = "cancelled"  # the bot shut down first
+DELIVERY_REFUSED = "refused"  # too many answers pending already: the user got the fallback at once
+ANSWER_DELIVERIES = (DELIVERED, DELIVERY_FAILED, DELIVERY_CANCELLED, DELIVERY_REFUSED)
+# Who serves the model (`gen_ai.provider.name`, values of the GenAI semantic conventions).
+PROVIDER_OPENAI = "openai"
+PROVIDER_AZURE_OPENAI = "azure.ai.openai"
+# The feedback dialog leaves its result here ({"rating": 1-5, "has_comment": bool}) when it ends, for the answer
+# engine to record as an evaluation of the answer before the survey.
+TURN_STATE_RATING = "otel_chatbot.rating"

@@ -13,6 +13,8 @@ from enum import StrEnum
 # The bot's own vocabulary (intents, rejection reasons, authentication failures, turn-state keys) is defined by the bot
 # and only named here, as the values of the attributes below; new values are added in bot/vocabulary.py.
 from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them catalog.INTENT_HELP etc.
+    ANSWER_DELIVERIES,
+    ANSWER_SOURCES,
     AUTH_BAD_SIGNATURE,
     AUTH_EXPIRED,
     AUTH_FAILURES,
@@ -22,6 +24,10 @@ from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them cata
     AUTH_OTHER_SERVICE_URL,
     AUTH_WRONG_AUDIENCE,
     AUTH_WRONG_ISSUER,
+    DELIVERED,
+    DELIVERY_CANCELLED,
+    DELIVERY_FAILED,
+    DELIVERY_REFUSED,
     FAULT_DELAY_METRIC,
     FAULT_DELAY_RATIO_METRIC,
     FAULT_ERROR_RATIO_METRIC,
@@ -30,11 +36,14 @@ from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them cata
     INTENT_FALLBACK,
     INTENT_HELP,
     INTENT_KNOWLEDGE,
+    INTENT_MODEL,
     INTENT_NONE,
     INTENT_WELCOME,
     INTENTS,
     KNOWLEDGE_ANSWER_EVENT,
     KNOWLEDGE_FALLBACK_EVENT,
+    PROVIDER_AZURE_OPENAI,
+    PROVIDER_OPENAI,
     REJECT_INVALID_JSON,
     REJECT_MEDIA_TYPE,
     REJECT_METHOD,
@@ -45,6 +54,9 @@ from bot.vocabulary import (  # noqa: F401 - re-exported: callers name them cata
     REJECT_UNAUTHORIZED,
     REJECT_UNSUPPORTED_INVOKE,
     REJECTIONS,
+    SOURCE_FALLBACK,
+    SOURCE_KNOWLEDGE,
+    SOURCE_MODEL,
     TURN_STATE_DIALOG,
     TURN_STATE_INTENT,
 )
@@ -511,6 +523,146 @@ EVENTS: tuple[Event, ...] = (
 # ---- trace activity the bot sends on the emulator channel --------------------------------------------------------
 TRACE_ACTIVITY_NAME = "otel_chatbot.turn"
 TRACE_ACTIVITY_VALUE_TYPE = "https://opentelemetry.io/schemas/trace-context"
+
+# ==== GenAI: language model answers (bot/answers, telemetry/genai.py, docs/genai.md) ================================
+
+# Names of the OpenTelemetry GenAI semantic conventions (status Development) where they exist; bot.answer.* are ours.
+# Kept apart from METRICS/ATTRIBUTES/EVENTS: these series exist only when a model is configured (tests/test_genai_*).
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"  # we store the keyed hash of the channel's conversation id
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"  # opt-in (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"  # opt-in, as above
+GEN_AI_EVALUATION_NAME = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+SERVER_ADDRESS = "server.address"  # semconv
+SERVER_PORT = "server.port"  # semconv
+ANSWER_SOURCE = "bot.answer.source"
+ANSWER_DELIVERY = "bot.answer.delivery"
+FEEDBACK_HAS_COMMENT = "bot.feedback.has_comment"
+
+GEN_AI_OPERATION_CHAT = "chat"
+TOKEN_INPUT = "input"
+TOKEN_OUTPUT = "output"
+EVALUATION_USER_RATING = "user_rating"  # gen_ai.evaluation.name of the feedback dialog's 1-5 rating
+SCORE_LABELS = ("negative", "neutral", "positive")  # ratings 1-2, 3, 4-5
+# error.type of a model call: the HTTP status the server answered, or one of these (else a qualified exception type).
+GEN_AI_ERRORS = ("timeout", "connection_error", "empty_answer", "cancelled")
+
+GENAI_ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute(GEN_AI_OPERATION_NAME, "The GenAI operation", (GEN_AI_OPERATION_CHAT,)),
+    Attribute(GEN_AI_PROVIDER_NAME, "Who serves the model", (PROVIDER_OPENAI, PROVIDER_AZURE_OPENAI)),
+    Attribute(GEN_AI_REQUEST_MODEL, "Model (OPENAI_MODEL) or Azure deployment (AZURE_OPENAI_DEPLOYMENT) asked"),
+    Attribute(GEN_AI_REQUEST_MAX_TOKENS, "Longest answer asked for, tokens (spans only)"),
+    Attribute(GEN_AI_RESPONSE_MODEL, "Model that answered, as the server names it"),
+    Attribute(GEN_AI_RESPONSE_ID, "Id of the completion (spans and evaluation events only)"),
+    Attribute(GEN_AI_RESPONSE_FINISH_REASONS, "Why the model stopped, one per choice (spans only)"),
+    Attribute(GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "Seconds from the request to the first chunk (spans only)"),
+    Attribute(GEN_AI_USAGE_INPUT_TOKENS, "Prompt tokens the server reported (spans only)"),
+    Attribute(GEN_AI_USAGE_OUTPUT_TOKENS, "Completion tokens the server reported (spans only)"),
+    Attribute(GEN_AI_CONVERSATION_ID, "Keyed hash of the conversation id (spans only, as bot.conversation.hash)"),
+    Attribute(GEN_AI_TOKEN_TYPE, "Which tokens a token.usage measurement counts", (TOKEN_INPUT, TOKEN_OUTPUT)),
+    Attribute(GEN_AI_INPUT_MESSAGES, "Prompt as JSON, redacted; only with content capture opted in (spans only)"),
+    Attribute(GEN_AI_OUTPUT_MESSAGES, "Answer as JSON, redacted; only with content capture opted in (spans only)"),
+    Attribute(GEN_AI_EVALUATION_NAME, "What was evaluated", (EVALUATION_USER_RATING,)),
+    Attribute(GEN_AI_EVALUATION_SCORE_VALUE, "The user's rating, 1-5 (events only)"),
+    Attribute(GEN_AI_EVALUATION_SCORE_LABEL, "The rating as a label", SCORE_LABELS),
+    Attribute(SERVER_ADDRESS, "Host of the model endpoint (spans only)"),
+    Attribute(SERVER_PORT, "Port of the model endpoint (spans only)"),
+    Attribute(ANSWER_SOURCE, "Where the bot's answer came from", ANSWER_SOURCES),
+    Attribute(ANSWER_DELIVERY, "How an answer sent after its turn ended", ANSWER_DELIVERIES),
+    Attribute(FEEDBACK_HAS_COMMENT, "Whether the rating came with a comment (events only)"),
+)
+
+# The GenAI conventions' advisory buckets: seconds doubling from 10 ms, tokens by powers of four.
+GENAI_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+GENAI_TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**power) for power in range(14))  # 1 ... 67108864
+RATING_BUCKETS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
+
+_GENAI_CALL = (GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL)
+GENAI_OPERATION_DURATION = Metric(
+    "gen_ai.client.operation.duration",
+    Instrument.HISTOGRAM,
+    "s",
+    "Duration of a model call, from the request to the last chunk (with error.type when it failed)",
+    (*_GENAI_CALL, ERROR_TYPE),
+    GENAI_DURATION_BUCKETS,
+)
+GENAI_TOKEN_USAGE = Metric(
+    "gen_ai.client.token.usage",
+    Instrument.HISTOGRAM,
+    "{token}",
+    "Tokens of a model call as the server reported them, by gen_ai.token.type (its sum is the tokens used)",
+    (*_GENAI_CALL, GEN_AI_TOKEN_TYPE),
+    GENAI_TOKEN_BUCKETS,
+)
+GENAI_TIME_TO_FIRST_CHUNK = Metric(
+    "gen_ai.client.operation.time_to_first_chunk",
+    Instrument.HISTOGRAM,
+    "s",
+    "Time from a streaming request to its first chunk with a choice (time to first token, seen by the client)",
+    _GENAI_CALL,
+    GENAI_DURATION_BUCKETS,
+)
+ANSWERS = Metric(
+    "bot.answers",
+    Instrument.COUNTER,
+    "{answer}",
+    "Answers to questions, by source (knowledge base, model, fallback); counted with a model configured",
+    (CHANNEL, ANSWER_SOURCE),
+)
+ANSWER_RATINGS = Metric(
+    "bot.answer.rating",
+    Instrument.HISTOGRAM,
+    "{rating}",
+    "Ratings (1-5) of the feedback dialog, by the source of the answer rated",
+    (ANSWER_SOURCE, GEN_AI_REQUEST_MODEL),
+    RATING_BUCKETS,
+)
+DEFERRED_ANSWERS = Metric(
+    "bot.answers.deferred",
+    Instrument.COUNTER,
+    "{answer}",
+    "Model answers not ready within BOT_MODEL_PROACTIVE_AFTER_SECONDS, sent later as proactive messages, by outcome",
+    (ANSWER_DELIVERY,),
+)
+GENAI_METRICS: tuple[Metric, ...] = (
+    GENAI_OPERATION_DURATION,
+    GENAI_TOKEN_USAGE,
+    GENAI_TIME_TO_FIRST_CHUNK,
+    ANSWERS,
+    ANSWER_RATINGS,
+    DEFERRED_ANSWERS,
+)
+
+GENAI_SPAN_CHAT = "chat {gen_ai.request.model}"  # CLIENT span of one model call, e.g. "chat gpt-4o-mini"
+GENAI_SPAN_DEFERRED = "bot.answer.deferred"  # INTERNAL span delivering a late answer, linked to its turn
+EVENT_EVALUATION = Event(
+    "gen_ai.evaluation.result",
+    "A rating of an answer, in the trace of the answer rated (log record event; Application Insights customEvents)",
+    (
+        GEN_AI_EVALUATION_NAME,
+        GEN_AI_EVALUATION_SCORE_VALUE,
+        GEN_AI_EVALUATION_SCORE_LABEL,
+        GEN_AI_RESPONSE_ID,
+        GEN_AI_REQUEST_MODEL,
+        ANSWER_SOURCE,
+        FEEDBACK_HAS_COMMENT,
+    ),
+)
+GENAI_EVENTS: tuple[Event, ...] = (EVENT_EVALUATION,)
 
 # ---- conversation state store (BOT_STATE_STORE; bot/storage) -------------------------------------------------------
 STATE_STORE = "bot.state.store"

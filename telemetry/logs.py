@@ -18,7 +18,8 @@ from telemetry.config import TelemetryConfig
 from telemetry.privacy import redact
 
 EXPORTED_LOGGERS = ("bot", "telemetry")
-QUIET_LOGGERS = ("azure", "msrest", "urllib3", "opentelemetry", "msal", "aiohttp.access")
+# httpx2/httpx/openai: the model client logs a line per request at INFO (the chat span already says it all).
+QUIET_LOGGERS = ("azure", "msrest", "urllib3", "opentelemetry", "msal", "aiohttp.access", "httpx2", "httpx", "openai")
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [trace=%(trace_id)s span=%(span_id)s] %(message)s"
 
 

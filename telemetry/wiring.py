@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware
@@ -14,6 +15,7 @@ from yarl import URL
 from telemetry import catalog
 from telemetry.aiohttp_server import server_middleware
 from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, channel_reply_telemetry
+from telemetry.genai import GenAITelemetry
 from telemetry.setup import Telemetry
 from telemetry.storage import StorageTelemetry
 
@@ -58,6 +60,8 @@ class TelemetryHooks:
     client_trace_configs: Sequence[aiohttp.TraceConfig] = field(default_factory=tuple)
     # bot.storage.StorageObserver: traces and measures every call of a network state store (telemetry/storage.py)
     storage_observer: StorageTelemetry | None = None
+    # The answer engine's telemetry (bot.answers.observer.AnswerObserver); None: none recorded.
+    answer_observer: Any = None
 
 
 def instrument(telemetry: Telemetry) -> TelemetryHooks:
@@ -74,4 +78,5 @@ def instrument(telemetry: Telemetry) -> TelemetryHooks:
             telemetry.tracer,
             telemetry.meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, telemetry.config.service_version),
         ),
+        answer_observer=GenAITelemetry(telemetry),
     )

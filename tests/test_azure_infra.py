@@ -47,7 +47,7 @@ LOG_ANALYTICS = "LogAnalytics"
 SEED_QUERY = "requests | where success == false | summarize count() by resultCode"
 
 # Checks skipped inline in the Bicep, each with its reason next to the resource. Adding one is a decision: add it here.
-EXPECTED_CHECKOV_SKIPS = {"CKV_AZURE_17", "CKV_AZURE_212", "CKV_AZURE_222", "CKV_AZURE_225"}
+EXPECTED_CHECKOV_SKIPS = {"CKV_AZURE_17", "CKV_AZURE_212", "CKV_AZURE_222", "CKV_AZURE_225", "CKV_AZURE_134"}
 
 # App settings that are not the bot's own variables, and why the web app needs them.
 PLATFORM_SETTINGS = {
@@ -62,12 +62,18 @@ REQUIRED_SETTINGS = {
     "MicrosoftAppId",
     "MicrosoftAppTenantId",
 }
-SETTINGS_SOURCES = (ROOT / "bot" / "settings.py", ROOT / "telemetry" / "config.py")
+SETTINGS_SOURCES = (
+    ROOT / "bot" / "settings.py",
+    ROOT / "telemetry" / "config.py",
+    ROOT / "bot" / "answers" / "config.py",
+)
 
 # Built-in role definitions the template may assign: read-only monitoring for people, publishing for the bot.
 MONITORING_READER = "43d0d8ad-25c7-4714-9337-8ba259a9fe05"
 LOG_ANALYTICS_READER = "73c42c96-874c-492b-b04d-ab87d138a893"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+# With deployOpenAi the bot may call the chat deployment (docs/genai.md), on that account only.
+COGNITIVE_SERVICES_OPENAI_USER = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
 
 # Dashboard panels the workbook mirrors (item names in the workbook JSON).
 WORKBOOK_PANELS = {
@@ -458,10 +464,11 @@ def test_alert_and_workbook_kql_come_from_the_checked_files(bicep: dict[str, Any
 
 
 def test_kql_uses_only_names_the_bot_emits() -> None:
-    metrics = {metric.name for metric in catalog.METRICS}
-    events = {event.name for event in catalog.EVENTS}
-    properties = {prop for event in catalog.EVENTS for prop in event.properties}
-    attributes = {attribute.name: attribute.values for attribute in catalog.ATTRIBUTES}
+    # The GenAI section of the catalog (series that exist only with a model configured) counts too.
+    metrics = {metric.name for metric in (*catalog.METRICS, *catalog.GENAI_METRICS)}
+    events = {event.name for event in (*catalog.EVENTS, *catalog.GENAI_EVENTS)}
+    properties = {prop for event in (*catalog.EVENTS, *catalog.GENAI_EVENTS) for prop in event.properties}
+    attributes = {attribute.name: attribute.values for attribute in (*catalog.ATTRIBUTES, *catalog.GENAI_ATTRIBUTES)}
     dimension = r"(?:customDimensions|Properties)\[\s*\"([^\"]+)\"\s*\]"
     used_metrics: set[str] = set()
     used_events: set[str] = set()
@@ -709,7 +716,12 @@ def test_rbac_gives_operators_read_access_and_nothing_broader(bicep: dict[str, A
     roles = set()
     for path in bicep_files():
         roles |= {guid.lower() for guid in _GUID.findall(path.read_text())}
-    assert roles == {MONITORING_READER, LOG_ANALYTICS_READER, MONITORING_METRICS_PUBLISHER}
+    assert roles == {
+        MONITORING_READER,
+        LOG_ANALYTICS_READER,
+        MONITORING_METRICS_PUBLISHER,
+        COGNITIVE_SERVICES_OPENAI_USER,
+    }
     access = model(bicep, "infra/azure/modules/access.bicep")
     operators = access["resources"]["operatorAssignments"]
     assert operators["config"]["loop_type"]["detail"]["array_name"] == "operatorRoles"
@@ -722,6 +734,34 @@ def test_rbac_gives_operators_read_access_and_nothing_broader(bicep: dict[str, A
     assert body["properties"]["principalType"] == "Group"
     publisher = config(access["resources"]["botPublisher"])
     assert publisher["scope"] == "appInsights", "the bot may publish to its own Application Insights only"
+
+
+def test_the_optional_azure_openai_account_has_no_keys_and_the_bot_only_its_user_role(bicep: dict[str, Any]) -> None:
+    """deployOpenAi: an Azure OpenAI account and deployment the bot calls as its managed identity (docs/genai.md)."""
+    openai = model(bicep, "infra/azure/modules/openai.bicep")
+    account = config(openai["resources"]["account"])
+    assert account["kind"] == "OpenAI"
+    assert account["properties"]["disableLocalAuth"] is True, "no keys: Entra ID only"
+    assert account["properties"]["customSubDomainName"] == "accountName", "Entra ID needs the custom subdomain"
+    deployment = config(openai["resources"]["deployment"])
+    assert deployment["properties"]["model"] == {"format": "OpenAI", "name": "modelName", "version": "modelVersion"}
+    assert deployment["sku"]["capacity"] == "capacity"
+    role = config(openai["resources"]["botOpenAiUser"])
+    assert role["scope"] == "account", "the bot may call this account only"
+    assert role["properties"]["principalId"] == "botPrincipalId"
+    assert role["properties"]["principalType"] == "ServicePrincipal"
+    assert COGNITIVE_SERVICES_OPENAI_USER in (AZURE / "modules" / "openai.bicep").read_text()
+    main = model(bicep, "infra/azure/main.bicep")
+    module = main["modules"]["openAi"]["config"]
+    assert module["condition"] == "deployOpenAi"
+    assert main["parameters"]["deployOpenAi"]["default"] is False, "off unless asked for"
+    principal = json.dumps(module["config"]["params"]["botPrincipalId"])
+    assert all(part in principal for part in ('"identity"', "principalId")), "the role goes to the bot's identity"
+    settings = app_settings(bicep)
+    assert settings["AZURE_OPENAI_ENDPOINT"] == "openAiEndpoint"
+    assert settings["AZURE_OPENAI_DEPLOYMENT"] == "openAiDeployment"
+    assert settings["AZURE_OPENAI_CLIENT_ID"] == "identityClientId"
+    assert "AZURE_OPENAI_API_KEY" not in settings
 
 
 # The one output that is more than a name or an address: Application Insights' connection string, for the local loop

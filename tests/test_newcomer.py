@@ -20,7 +20,12 @@ from telemetry import catalog
 from telemetry.catalog import Instrument
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS_SOURCES = (ROOT / "bot" / "settings.py", ROOT / "telemetry" / "config.py")
+# bot/answers/config.py: the language model's settings (validated at start-up with the rest).
+SETTINGS_SOURCES = (
+    ROOT / "bot" / "settings.py",
+    ROOT / "telemetry" / "config.py",
+    ROOT / "bot" / "answers" / "config.py",
+)
 ENV_EXAMPLE = ROOT / ".env.example"
 KNOWLEDGE = ROOT / "bot" / "knowledge" / "knowledge.json"
 RULES = ROOT / "infra" / "prometheus" / "rules"

@@ -10,6 +10,7 @@ from botbuilder.dialogs.prompts import PromptOptions, PromptValidatorContext, Te
 from botbuilder.schema import ActionTypes, Activity, CardAction
 
 from bot.state import FEEDBACK_PROFILE_PROPERTY, FeedbackProfile
+from bot.vocabulary import TURN_STATE_RATING
 
 FEEDBACK_DIALOG_ID = "FeedbackDialog"
 FEEDBACK_WATERFALL_ID = "FeedbackWaterfall"
@@ -97,4 +98,6 @@ class FeedbackDialog(ComponentDialog):
         thanks = f"Thank you for your feedback! You rated me {rating}/5"
         thanks += " and your comment was noted." if has_comment else "."
         await step.context.send_activity(MessageFactory.text(thanks))
+        # For the answer engine, which records the rating as an evaluation of the answer before the survey.
+        step.context.turn_state[TURN_STATE_RATING] = {"rating": rating, "has_comment": has_comment}
         return await step.end_dialog({"rating": rating, "has_comment": has_comment})

@@ -6,10 +6,10 @@ as if the conversation's turns ran one after another:
 
 - **In one process** a conversation's turns take turns (a lock per conversation id, dropped when idle).
 - **Across instances, optimistic turns.** The turn runs on the state it read. Its replies are held back
-  (botbuilder's own expectReplies buffer) until its state is saved; the save carries the e-tag read (If-Match). If
-  another turn of the conversation saved first, the save fails with a conflict (HTTP 412): the held replies are
-  dropped, the state is read again and the turn runs again on it, so the user only ever sees the replies of the run
-  that was saved. A turn that had already saved one state object (conversation) when the other (user) conflicted
+  (`HeldReplies` stands in for the adapter during the turn) until its state is saved; the save carries the e-tag
+  read (If-Match). If another turn of the conversation saved first, the save fails with a conflict (HTTP 412): the
+  held replies are dropped, the state is read again and the turn runs again on it, so the user only ever sees the
+  replies of the run that was saved. A turn that had already saved one state object (conversation) when the other (user) conflicted
   cannot be rerun without running it twice: it fails with the usual apology (rare: one user in two conversations
   at once).
 - **Redeliveries.** Except for invokes (whose answer is the HTTP response itself), the ids of the last
@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from botbuilder.core import BotState, ConversationState, Middleware, TurnContext
-from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
+from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
 from bot.storage import NoObserver, StorageObserver, is_conflict
 
@@ -43,6 +43,21 @@ MAX_TURN_RUNS = 10
 # Between reruns: jittered and doubling (10 ms, 20 ms, ... 640 ms at most), so that a turn on a slow instance is not
 # starved by a quick series of turns of the same conversation on another.
 RERUN_BACKOFF_SECONDS = 0.01
+
+
+class HeldReplies:
+    """The turn's adapter, except that what the turn sends is kept (in `replies`) instead of sent."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self.replies: list[Activity] = []
+
+    async def send_activities(self, context: TurnContext, activities: list[Activity]) -> list[ResourceResponse]:
+        self.replies.extend(activities)
+        return [ResourceResponse(id="") for _ in activities]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.adapter, name)
 
 
 class StateConflictError(RuntimeError):
@@ -64,28 +79,33 @@ class ConversationTurnGuard(Middleware):
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
         conversation = context.activity.conversation.id if context.activity.conversation else None
-        if not conversation:
-            replies = await self._run(context, logic)
-        else:
-            # One turn of a conversation at a time in this process: only turns on other instances can conflict.
-            entry = self._local.setdefault(conversation, [asyncio.Lock(), 0])
-            entry[1] += 1
-            try:
-                async with entry[0]:
-                    replies = await self._run(context, logic)
-            finally:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._local[conversation]
+        adapter = context.adapter
+        held = HeldReplies(adapter)
+        context.adapter = held  # a public attribute of TurnContext; restored before anything else sends
+        try:
+            if not conversation:
+                await self._run(context, logic, held)
+            else:
+                # One turn of a conversation at a time in this process: only turns on other instances conflict.
+                entry = self._local.setdefault(conversation, [asyncio.Lock(), 0])
+                entry[1] += 1
+                try:
+                    async with entry[0]:
+                        await self._run(context, logic, held)
+                finally:
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._local[conversation]
+        finally:
+            context.adapter = adapter
         # Sent once the state is saved, outside the lock: a slow channel holds up no other turn of the conversation.
-        if replies:
-            await context.adapter.send_activities(context, replies)
+        if held.replies:
+            await adapter.send_activities(context, held.replies)
 
-    async def _run(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> list[Activity]:
-        """Runs the turn until its state is saved; returns the replies it held back."""
+    async def _run(self, context: TurnContext, logic: Callable[[], Awaitable[Any]], held: HeldReplies) -> None:
+        """Runs the turn until its state is saved, its replies held in `held` (or, for expectReplies, botbuilder's
+        own buffer); a turn that failed leaves none."""
         activity = context.activity
-        delivery_mode = activity.delivery_mode
-        hold_replies = delivery_mode != DeliveryModes.expect_replies
         for run in range(1, MAX_TURN_RUNS + 1):
             for state in self._states:
                 await state.load(context, force=run > 1)
@@ -95,18 +115,17 @@ class ConversationTurnGuard(Middleware):
                 if activity.id in processed:
                     log.info("activity delivered again; answered before, so not again")
                     self._observer.redelivery(context)
-                    return []
+                    return
                 processed.append(activity.id)
                 del processed[:-PROCESSED_WINDOW]
                 await self._processed.set(context, processed)
             saved_before = self._fingerprints(context)
-            if hold_replies:
-                activity.delivery_mode = DeliveryModes.expect_replies
             try:
                 await logic()
             except Exception as error:
+                held.replies.clear()  # the run failed or is rerun: none of its replies are sent
+                context.buffered_reply_activities.clear()
                 if not is_conflict(error):
-                    context.buffered_reply_activities.clear()  # the turn failed: its replies are not sent
                     raise
                 if self._fingerprints(context) != saved_before:
                     raise StateConflictError(
@@ -114,19 +133,10 @@ class ConversationTurnGuard(Middleware):
                     ) from error  # (its conversation state saved, its user state stale)
                 if run == MAX_TURN_RUNS:
                     raise StateConflictError(f"the conversation changed under this turn {run} times") from error
-                context.buffered_reply_activities.clear()
                 self._observer.rerun(context)
                 await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * 2 ** min(run, 6)))
                 continue
-            finally:
-                if hold_replies:
-                    activity.delivery_mode = delivery_mode
-            break
-        if not hold_replies:
-            return []
-        replies = list(context.buffered_reply_activities)
-        context.buffered_reply_activities.clear()
-        return replies
+            return
 
     def _fingerprints(self, context: TurnContext) -> list[str | None]:
         """Each state's last saved fingerprint: it changes exactly when botbuilder saved that state."""

@@ -106,6 +106,19 @@ param availabilityFailedLocations int = 2
 @description('Deploy the KQL query pack (infra/azure/queries) as a Log Analytics query pack.')
 param deployQueryPack bool = true
 
+@description('Deploy an Azure OpenAI account and chat deployment for the answer engine (docs/genai.md); the bot calls it with its managed identity, no key.')
+param deployOpenAi bool = false
+
+@description('Model of the chat deployment (with deployOpenAi).')
+param openAiModelName string = 'gpt-4o-mini'
+
+@description('Version of that model.')
+param openAiModelVersion string = '2024-07-18'
+
+@minValue(1)
+@description('Capacity of the chat deployment in thousands of tokens per minute (its rate limit; the bot answers 429s with its fallback).')
+param openAiCapacity int = 10
+
 @description('Turn on the Microsoft Teams channel of the Azure Bot (Web Chat is always on).')
 param enableTeamsChannel bool = false
 
@@ -162,6 +175,21 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
+module openAi 'modules/openai.bicep' = if (deployOpenAi) {
+  name: 'openai'
+  scope: rg
+  params: {
+    location: location
+    tags: allTags
+    accountName: 'oai-${resourceToken}'
+    deploymentName: 'chat'
+    modelName: openAiModelName
+    modelVersion: openAiModelVersion
+    capacity: openAiCapacity
+    botPrincipalId: identity.outputs.principalId
+  }
+}
+
 module app 'modules/app.bicep' = {
   name: 'app'
   scope: rg
@@ -179,6 +207,8 @@ module app 'modules/app.bicep' = {
     serviceName: serviceName
     environmentName: environmentName
     telemetryHashKey: telemetryHashKey
+    openAiEndpoint: deployOpenAi ? openAi.outputs.endpoint : ''
+    openAiDeployment: deployOpenAi ? openAi.outputs.deploymentName : ''
   }
 }
 

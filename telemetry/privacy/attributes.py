@@ -23,6 +23,8 @@ _NOT_PERSONAL = frozenset(
         # Already pseudonymised: a keyed hash can look like an IBAN or a card number to the patterns.
         "bot.conversation.hash",
         "bot.user.hash",
+        "gen_ai.conversation.id",  # the conversation's keyed hash (telemetry/genai.py)
+        "gen_ai.response.id",  # the model server's completion id
         "enduser.pseudo.id",
         "session.id",
         "conversationId",

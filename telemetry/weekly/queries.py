@@ -38,6 +38,15 @@ _ANSWERS = catalog.KNOWLEDGE_ANSWERS.prometheus_name
 _FALLBACKS = catalog.KNOWLEDGE_FALLBACKS.prometheus_name
 _RECEIVED = catalog.MESSAGES_RECEIVED.prometheus_name
 _UP = f'up{{job="{SCRAPE_JOB}"}}'
+# The language model (docs/genai.md): absent without one, and the report says so.
+_MODEL = catalog.GEN_AI_REQUEST_MODEL.replace(".", "_")
+_GENAI_CALLS = f"{catalog.GENAI_OPERATION_DURATION.prometheus_name}_count"
+_ERROR_TYPE = catalog.ERROR_TYPE.replace(".", "_")
+_GENAI_FAILED = f'{_GENAI_CALLS}{{{_ERROR_TYPE}!="", {_ERROR_TYPE}!="cancelled"}}'
+_GENAI_TOKENS = f"{catalog.GENAI_TOKEN_USAGE.prometheus_name}_sum"
+_TOKEN_TYPE = catalog.GEN_AI_TOKEN_TYPE.replace(".", "_")
+_RATING = catalog.ANSWER_RATINGS.prometheus_name
+_SOURCE = catalog.ANSWER_SOURCE.replace(".", "_")
 _REJECTION = catalog.REJECTION_REASON.replace(".", "_")
 _AUTH_FAILURES = f'{catalog.REQUESTS_REJECTED.prometheus_name}{{{_REJECTION}="{catalog.REJECT_UNAUTHORIZED}"}}'
 AUTH_REASON_LABEL = catalog.AUTH_FAILURE.replace(".", "_")
@@ -122,6 +131,31 @@ QUERIES: tuple[Query, ...] = (
         Kind.INSTANT,
         f"sum by ({AUTH_REASON_LABEL}) (increase({_AUTH_FAILURES}[$range]))",
         "Requests that failed authentication (401) in the range, by reason",
+    ),
+    Query(
+        "genai_calls_by_model",
+        Kind.INSTANT,
+        f"sum by ({_MODEL}) (increase({_GENAI_CALLS}[$range]))",
+        "Calls to the language model in the range, by model",
+    ),
+    Query(
+        "genai_failed_by_model",
+        Kind.INSTANT,
+        f"sum by ({_MODEL}) (increase({_GENAI_FAILED}[$range]))",
+        "Failed calls to the language model (any error.type but cancelled) in the range, by model",
+    ),
+    Query(
+        "genai_tokens_by_model",
+        Kind.INSTANT,
+        f"sum by ({_MODEL}, {_TOKEN_TYPE}) (increase({_GENAI_TOKENS}[$range]))",
+        "Tokens the language model reported in the range, by model and type (input, output)",
+    ),
+    Query(
+        "ratings_by_source",
+        Kind.INSTANT,
+        f"sum by ({_SOURCE}) (increase({_RATING}_sum[$range]))"
+        f" / sum by ({_SOURCE}) (increase({_RATING}_count[$range]))",
+        "Average rating (1-5) in the range, by the source of the answer rated",
     ),
     Query("instances", Kind.INSTANT, f"count(max_over_time({_UP}[$range]))", "Bot instances scraped in the range"),
 )

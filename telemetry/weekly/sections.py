@@ -82,6 +82,36 @@ def security_lines(results: Results) -> list[str]:
     ]
 
 
+def _by(results: Results, key: str, *labels: str) -> dict[tuple[str, ...], float]:
+    return {
+        tuple(item.labels.get(label, "") for label in labels): item.points[-1][1]
+        for item in results.series.get(key, [])
+        if item.points
+    }
+
+
+def genai_lines(results: Results) -> list[str]:
+    """The language model's calls, failures, tokens and the ratings by answer source (docs/genai.md)."""
+    calls = _by(results, "genai_calls_by_model", "gen_ai_request_model")
+    if not calls or round(sum(calls.values())) == 0:
+        return ["No language model answered in this range (none configured, or no question needed it)."]
+    failed = _by(results, "genai_failed_by_model", "gen_ai_request_model")
+    tokens = _by(results, "genai_tokens_by_model", "gen_ai_request_model", "gen_ai_token_type")
+    lines = []
+    for (model,), count in sorted(calls.items(), key=lambda item: -item[1]):
+        share = failed.get((model,), 0.0) / count if count else None
+        used_in, used_out = tokens.get((model, "input"), 0.0), tokens.get((model, "output"), 0.0)
+        lines.append(
+            f"{model}: {estimate(count)} calls, {percent(share, 1)} failed; tokens {estimate(used_in)} in, "
+            f"{estimate(used_out)} out (estimated)."
+        )
+    ratings = _by(results, "ratings_by_source", "bot_answer_source")
+    if ratings:
+        shown = ", ".join(f"{source or 'no answer'} {value:.2f}" for (source,), value in sorted(ratings.items()))
+        lines.append(f"Average rating (1-5) by the source of the answer rated: {shown}.")
+    return lines
+
+
 def build_sections(
     results: Results,
     slo: SloSummary,
@@ -174,6 +204,7 @@ def build_sections(
             f"Fallback ratio: {range_stats(results.points('fallback_ratio'), 100, ' %', 1)}.",
         ],
     )
+    sections.append(Section("Language model", genai_lines(results)))
     sections.append(Section("Security", security_lines(results)))
     alert_section = Section("Alerts fired")
     if alerts:

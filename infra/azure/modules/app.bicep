@@ -17,6 +17,9 @@ param environmentName string
 
 @secure()
 param telemetryHashKey string
+@description('Azure OpenAI endpoint of the answer engine; empty: no model (the bot answers from its knowledge base).')
+param openAiEndpoint string = ''
+param openAiDeployment string = ''
 
 // App Service routes HTTPS traffic to this port inside the container; the bot listens on it (PORT, BOT_HOST).
 var botPort = '8000'
@@ -116,6 +119,23 @@ var hashKeySetting = empty(telemetryHashKey) ? [] : [
   }
 ]
 
+// The answer engine's model (docs/genai.md): endpoint and deployment, and the identity whose Entra ID tokens it uses.
+// No key: AZURE_OPENAI_API_KEY stays unset, so the bot authenticates as its managed identity.
+var openAiSettings = empty(openAiEndpoint) ? [] : [
+  {
+    name: 'AZURE_OPENAI_ENDPOINT'
+    value: openAiEndpoint
+  }
+  {
+    name: 'AZURE_OPENAI_DEPLOYMENT'
+    value: openAiDeployment
+  }
+  {
+    name: 'AZURE_OPENAI_CLIENT_ID'
+    value: identityClientId
+  }
+]
+
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   name: siteName
   location: location
@@ -152,7 +172,7 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       httpLoggingEnabled: true
       detailedErrorLoggingEnabled: true
       requestTracingEnabled: true
-      appSettings: concat(baseSettings, hashKeySetting)
+      appSettings: concat(baseSettings, hashKeySetting, openAiSettings)
     }
   }
 }

@@ -62,6 +62,21 @@ var queries = [
     displayName: 'Uptime of /healthz from each Azure location (availability test)'
     body: loadTextContent('../queries/availability-by-location.kql')
   }
+  {
+    id: 'genai-model-calls'
+    displayName: 'Language model calls: failures, 429s, p95 and tokens per hour by model'
+    body: loadTextContent('../queries/genai-model-calls.kql')
+  }
+  {
+    id: 'genai-ratings'
+    displayName: 'Ratings of answers by source, model and intent'
+    body: loadTextContent('../queries/genai-ratings.kql')
+  }
+  {
+    id: 'genai-tokens'
+    displayName: 'Tokens used per hour by model (input and output)'
+    body: loadTextContent('../queries/genai-tokens.kql')
+  }
 ]
 
 resource queryPack 'Microsoft.OperationalInsights/queryPacks@2019-09-01' = {
