@@ -185,18 +185,9 @@ class TelemetryConfig:
             log_personal_information=parse_bool(env, "BOT_LOG_PERSONAL_INFORMATION", False),
             hash_key=hash_key.encode() if hash_key else None,
             log_level=level,
-            storage_directory=_with_variables(env.get("BOT_TELEMETRY_STORAGE_DIRECTORY", "").strip(), env) or None,
+            storage_directory=env.get("BOT_TELEMETRY_STORAGE_DIRECTORY", "").strip() or None,
             storage_retry_seconds=parse_number(env, "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS", 10.0, 1.0, 3600.0),
             entra_client_id=parse_authentication_string(authentication) if authentication else None,
             trust_forwarded_headers=parse_bool(env, "BOT_TRUST_FORWARDED_HEADERS", False),
             prometheus_exemplars=parse_bool(env, "BOT_PROMETHEUS_EXEMPLARS", False),
         )
-
-
-_VARIABLE = re.compile(r"\$\{(\w+)\}")
-
-
-def _with_variables(value: str, env: Mapping[str, str]) -> str:
-    """`${NAME}` replaced by the variable NAME (empty if unset): on App Service `${WEBSITE_INSTANCE_ID}` gives each
-    instance its own offline telemetry folder on the shared /home, which the next process of that instance drains."""
-    return _VARIABLE.sub(lambda match: env.get(match.group(1), ""), value)

@@ -47,15 +47,6 @@ param pythonVersion string = '3.11'
 @description('App Service plan size. Basic or higher, because the bot needs Always On.')
 param appServiceSkuName string = 'B1'
 
-@description('Fewest instances autoscale keeps (Standard and Premium plans; Basic has no autoscale).')
-@minValue(1)
-param autoscaleMinInstances int = 1
-
-@description('Most instances autoscale adds on CPU; 1 turns autoscale off.')
-@minValue(1)
-@maxValue(30)
-param autoscaleMaxInstances int = 3
-
 @allowed([
   'F0'
   'S1'
@@ -199,23 +190,6 @@ module openAi 'modules/openai.bicep' = if (deployOpenAi) {
   }
 }
 
-// Conversation state every instance shares (BOT_STATE_STORE=blob).
-module storage 'modules/storage.bicep' = {
-  name: 'storage'
-  scope: rg
-  params: {
-    location: location
-    tags: allTags
-    accountName: 'st${resourceToken}'
-    containerName: 'bot-state'
-    botPrincipalId: identity.outputs.principalId
-    workspaceId: monitoring.outputs.workspaceId
-  }
-}
-
-// Basic (B*) and Free plans cannot autoscale; Standard (S*) and Premium (P*) can.
-var autoscaleSupported = contains(['S', 'P'], toUpper(substring(appServiceSkuName, 0, 1)))
-
 module app 'modules/app.bicep' = {
   name: 'app'
   scope: rg
@@ -235,11 +209,6 @@ module app 'modules/app.bicep' = {
     telemetryHashKey: telemetryHashKey
     openAiEndpoint: deployOpenAi ? openAi.outputs.endpoint : ''
     openAiDeployment: deployOpenAi ? openAi.outputs.deploymentName : ''
-    stateBlobEndpoint: storage.outputs.blobEndpoint
-    stateBlobContainer: storage.outputs.containerName
-    autoscale: autoscaleSupported && autoscaleMaxInstances > autoscaleMinInstances
-    autoscaleMinInstances: autoscaleMinInstances
-    autoscaleMaxInstances: autoscaleMaxInstances
   }
 }
 
@@ -329,4 +298,3 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName
 output WORKBOOK_ID string = workbook.outputs.workbookId
-output BOT_STATE_STORAGE_ACCOUNT string = storage.outputs.accountName

@@ -20,17 +20,6 @@ param telemetryHashKey string
 @description('Azure OpenAI endpoint of the answer engine; empty: no model (the bot answers from its knowledge base).')
 param openAiEndpoint string = ''
 param openAiDeployment string = ''
-@description('Blob endpoint of the storage account holding conversation state (modules/storage.bicep).')
-param stateBlobEndpoint string
-param stateBlobContainer string
-@description('Scale the plan out on CPU between these instance counts (Standard and Premium plans only).')
-param autoscale bool = false
-param autoscaleMinInstances int = 1
-param autoscaleMaxInstances int = 3
-@description('Average CPU of the plan\'s instances over 10 minutes above which one instance is added.')
-param scaleOutCpuPercent int = 70
-@description('... and below which one is removed (quiet).')
-param scaleInCpuPercent int = 30
 
 // App Service routes HTTPS traffic to this port inside the container; the bot listens on it (PORT, BOT_HOST).
 var botPort = '8000'
@@ -98,24 +87,9 @@ var baseSettings = [
     value: '0'
   }
   {
-    // /home survives restarts, so telemetry that could not be sent yet is retried by the next process. /home is
-    // shared by the plan's instances: each keeps its own folder (WEBSITE_INSTANCE_ID, set by App Service per instance).
+    // /home survives restarts, so telemetry that could not be sent yet is retried by the next process.
     name: 'BOT_TELEMETRY_STORAGE_DIRECTORY'
-    value: '/home/otel-chatbot/telemetry/\${WEBSITE_INSTANCE_ID}'
-  }
-  {
-    // Conversation and user state in Blob Storage, so every instance can take any turn (docs/scaling.md); reached
-    // with the managed identity (AZURE_CLIENT_ID below), no key.
-    name: 'BOT_STATE_STORE'
-    value: 'blob'
-  }
-  {
-    name: 'BOT_STATE_BLOB_ACCOUNT_URL'
-    value: stateBlobEndpoint
-  }
-  {
-    name: 'BOT_STATE_BLOB_CONTAINER'
-    value: stateBlobContainer
+    value: '/home/otel-chatbot/telemetry'
   }
   {
     // azure-identity picks the bot's user-assigned identity with it (Entra ID ingestion when local auth is off).
@@ -261,66 +235,6 @@ resource planDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
       {
         category: 'AllMetrics'
         enabled: true
-      }
-    ]
-  }
-}
-
-// Scale out on CPU, in when quiet. Every instance serves any conversation: state is in Blob Storage, not in the
-// instance. Autoscale needs a Standard or Premium plan (main.bicep turns it on only for those).
-resource autoscaleSetting 'Microsoft.Insights/autoscalesettings@2022-10-01' = if (autoscale) {
-  name: 'autoscale-${planName}'
-  location: location
-  tags: tags
-  properties: {
-    enabled: true
-    targetResourceUri: plan.id
-    profiles: [
-      {
-        name: 'cpu'
-        capacity: {
-          minimum: string(autoscaleMinInstances)
-          maximum: string(autoscaleMaxInstances)
-          default: string(autoscaleMinInstances)
-        }
-        rules: [
-          {
-            metricTrigger: {
-              metricName: 'CpuPercentage'
-              metricResourceUri: plan.id
-              timeGrain: 'PT1M'
-              statistic: 'Average'
-              timeWindow: 'PT10M'
-              timeAggregation: 'Average'
-              operator: 'GreaterThan'
-              threshold: scaleOutCpuPercent
-            }
-            scaleAction: {
-              direction: 'Increase'
-              type: 'ChangeCount'
-              value: '1'
-              cooldown: 'PT5M'
-            }
-          }
-          {
-            metricTrigger: {
-              metricName: 'CpuPercentage'
-              metricResourceUri: plan.id
-              timeGrain: 'PT1M'
-              statistic: 'Average'
-              timeWindow: 'PT20M'
-              timeAggregation: 'Average'
-              operator: 'LessThan'
-              threshold: scaleInCpuPercent
-            }
-            scaleAction: {
-              direction: 'Decrease'
-              type: 'ChangeCount'
-              value: '1'
-              cooldown: 'PT15M'
-            }
-          }
-        ]
       }
     ]
   }
