@@ -79,24 +79,18 @@ class Conversation:
     user_id: str = field(default_factory=lambda: f"user-{uuid.uuid4().hex[:12]}")
 
     @property
-    def user(self) -> dict[str, str]:
-        return {"id": self.user_id, "name": "Load test user"}
+    def address(self) -> activities.Address:
+        return activities.Address(
+            self.channel_id, self.service_url, self.conversation_id, {"id": self.user_id, "name": "Load test user"}
+        )
 
     def activity(self, type: str, text: str | None = None, **fields: Any) -> Activity:
         if self.expect_replies:
             fields.setdefault("deliveryMode", EXPECT_REPLIES)
-        return activities.activity(
-            type,
-            channel_id=self.channel_id,
-            service_url=self.service_url,
-            conversation_id=self.conversation_id,
-            user=self.user,
-            text=text,
-            **fields,
-        )
+        return self.address.activity(type, text, **fields)
 
     def conversation_update(self) -> Activity:
-        return self.activity("conversationUpdate", membersAdded=activities.members_added(self.user))
+        return self.activity("conversationUpdate", membersAdded=activities.members_added(self.address.user))
 
     def message(self, text: str) -> Activity:
         return self.activity("message", text)

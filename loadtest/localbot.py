@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from loadtest.rig.ingestion import AZURE_SDK_OFFLINE_ENV
+from loadtest.rig.ingestion import AZURE_SDK_OFFLINE_ENV, export_settings
 from loadtest.rig.polling import wait_until
 from loadtest.rig.ports import free_port
 from loadtest.rig.processes import Child, http_ok
@@ -77,15 +77,8 @@ def bot_environment(
 ) -> dict[str, str]:
     env = dict(base)
     env.update(_PINNED)
-    env.update(
-        {
-            "PORT": str(port),
-            "BOT_METRICS_PORT": str(metrics_port),
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string,
-            # A fresh directory: telemetry a previous run left unsent must not be counted in this one.
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": str(storage),
-        }
-    )
+    env.update({"PORT": str(port), "BOT_METRICS_PORT": str(metrics_port)})
+    env.update(export_settings(connection_string, storage))
     return env
 
 

@@ -103,7 +103,7 @@ async def _send(bot: RunningBot, authorization: str | None) -> int:
 
 async def test_a_valid_channel_token_is_accepted(secured_bot: RunningBot, openid: OpenIdEndpoint) -> None:
     assert await _send(secured_bot, f"Bearer {openid.token()}") == 200
-    assert await secured_bot.total("bot_turns_total") == 1
+    assert await secured_bot.total(catalog.TURNS) == 1
 
 
 def _hour_ago() -> dict[str, int]:
@@ -126,9 +126,9 @@ async def test_invalid_tokens_get_401_counted_by_why(
     secured_bot: RunningBot, openid: OpenIdEndpoint, reason: str
 ) -> None:
     assert await _send(secured_bot, INVALID_HEADERS[reason](openid)) == 401
-    assert await secured_bot.total("bot_turns_total") == 0
-    assert await secured_bot.total("bot_requests_rejected_total", bot_request_rejection="unauthorized") == 1
-    assert await secured_bot.total("bot_requests_rejected_total", bot_auth_failure=reason) == 1
+    assert await secured_bot.total(catalog.TURNS) == 0
+    assert await secured_bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection="unauthorized") == 1
+    assert await secured_bot.total(catalog.REQUESTS_REJECTED, bot_auth_failure=reason) == 1
     secured_bot.flush()
     (server,) = [span for span in secured_bot.spans.get_finished_spans() if span.name == "POST /api/messages"]
     assert server.attributes is not None
@@ -146,7 +146,7 @@ async def test_a_token_signed_with_a_key_the_channel_does_not_publish_is_a_bad_s
         headers={"kid": "a-key-nobody-published"},
     )
     assert await _send(secured_bot, f"Bearer {token}") == 401
-    assert await secured_bot.total("bot_requests_rejected_total", bot_auth_failure=catalog.AUTH_BAD_SIGNATURE) == 1
+    assert await secured_bot.total(catalog.REQUESTS_REJECTED, bot_auth_failure=catalog.AUTH_BAD_SIGNATURE) == 1
 
 
 def test_an_unrecognised_failure_is_counted_as_other_and_bad_headers_as_malformed() -> None:

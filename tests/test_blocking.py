@@ -151,8 +151,7 @@ async def test_conversations_storage_export_and_shutdown_do_not_block_the_loop(
 ) -> None:
     bot = await make_bot(
         {
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": str(tmp_path / "ai"),
+            **ingestion.export_settings(tmp_path / "ai"),
             "BOT_TELEMETRY_RETRY_INTERVAL_SECONDS": "1",
             "BOT_REPLY_TIMEOUT_SECONDS": "5",
         }

@@ -22,7 +22,7 @@ def _turn_trace(replies: list[dict[str, Any]]) -> dict[str, Any]:
     return traces[-1]["value"]
 
 
-async def _say(emulator: EmulatorClient, channel: ChannelStandIn, text: str) -> list[dict[str, Any]]:
+async def _ask(emulator: EmulatorClient, channel: ChannelStandIn, text: str) -> list[dict[str, Any]]:
     """Send a message, wait for the reply POSTs of this turn (ending with the turn's trace activity)."""
     before = len(channel.replies(emulator.conversation_id))
     response = await emulator.send(text)
@@ -42,31 +42,31 @@ async def test_a_whole_conversation_is_answered_and_counted(
         welcome = await channel.wait_for_replies_async(emulator.conversation_id, 2, timeout=10)
         assert any("help" in text.lower() for text in _texts(welcome)), welcome
 
-        answer = await _say(emulator, channel, "how do I find a turn in application insights?")
+        answer = await _ask(emulator, channel, "how do I find a turn in application insights?")
         assert "operation_Id" in " ".join(_texts(answer))
 
-        fallback = await _say(emulator, channel, "banana spaceship tuesday")
+        fallback = await _ask(emulator, channel, "banana spaceship tuesday")
         assert "help" in " ".join(_texts(fallback)).lower()
 
-        await _say(emulator, channel, "feedback")
-        reprompt = await _say(emulator, channel, "seven")
+        await _ask(emulator, channel, "feedback")
+        reprompt = await _ask(emulator, channel, "seven")
         assert any("1" in text and "5" in text for text in _texts(reprompt)), reprompt
-        await _say(emulator, channel, "4")
-        thanks = await _say(emulator, channel, "skip")
+        await _ask(emulator, channel, "4")
+        thanks = await _ask(emulator, channel, "skip")
         assert "thank" in " ".join(_texts(thanks)).lower()
 
-        await _say(emulator, channel, "survey")
-        cancelled = await _say(emulator, channel, "cancel")
+        await _ask(emulator, channel, "survey")
+        cancelled = await _ask(emulator, channel, "cancel")
         assert "cancel" in " ".join(_texts(cancelled)).lower()
 
     turns = 9  # conversationUpdate + 8 messages
     bot.flush()
-    assert await bot.total("bot_turns_total") == turns
+    assert await bot.total(catalog.TURNS) == turns
     assert await bot.total("bot_turn_duration_seconds_count") == turns
     assert await bot.total("bot_messages_received_total") == turns - 1
-    assert await bot.total("bot_turns_total", bot_intent="welcome") == 1
-    assert await bot.total("bot_turns_total", bot_intent="knowledge") == 1
-    assert await bot.total("bot_turns_total", bot_intent="fallback") == 1
+    assert await bot.total(catalog.TURNS, bot_intent="welcome") == 1
+    assert await bot.total(catalog.TURNS, bot_intent="knowledge") == 1
+    assert await bot.total(catalog.TURNS, bot_intent="fallback") == 1
     assert await bot.total("bot_knowledge_answers_total") == 1
     assert await bot.total("bot_knowledge_fallbacks_total") == 1
     assert await bot.total("bot_dialogs_started_total") == 2
@@ -95,7 +95,7 @@ async def test_every_envelope_of_a_turn_carries_the_operation_id_the_emulator_sh
     async with EmulatorClient(bot.messages_url, channel.service_url) as emulator:
         await emulator.conversation_update()
         await channel.wait_for_replies_async(emulator.conversation_id, 2, timeout=10)
-        replies = await _say(emulator, channel, "what alerts exist?")
+        replies = await _ask(emulator, channel, "what alerts exist?")
     operation_id = _turn_trace(replies)["operationId"]
     assert len(operation_id) == 32
     assert _turn_trace(replies)["sampled"] is True
@@ -165,8 +165,8 @@ async def test_a_failing_turn_apologises_shows_the_error_and_is_recorded(
         after = await emulator.expect_replies("help")  # the bot keeps working
         assert after.status == 200
     bot.flush()
-    assert await bot.total("bot_errors_total", error_type="bot.bot.SimulatedFailure") == 1
-    assert await bot.total("bot_turns_total", bot_turn_outcome="error") == 1
+    assert await bot.total(catalog.ERRORS, error_type="bot.bot.SimulatedFailure") == 1
+    assert await bot.total(catalog.TURNS, bot_turn_outcome="error") == 1
     await ingestion.wait_for_async(lambda envs: bool(_of(envs, "ExceptionData")))
     exception = ingestion.of_type("ExceptionData")[0]["data"]["baseData"]["exceptions"][0]
     assert exception["typeName"].endswith("SimulatedFailure")

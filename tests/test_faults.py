@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from telemetry import catalog
 from tests.support.botserver import RunningBot, running_bot
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
@@ -16,7 +17,7 @@ async def test_injected_faults_fail_and_slow_message_turns_and_show_on_metrics(a
         assert update.status == 200
         assert failed.status == 200
         assert any("went wrong" in reply.get("text", "") for reply in failed.body["activities"])
-        assert await bot.total("bot_errors_total", error_type="bot.faults.InjectedFault") == 1
+        assert await bot.total(catalog.ERRORS, error_type="bot.faults.InjectedFault") == 1
         assert await bot.total("bot_faults_error_ratio") == 1
         assert await bot.total("bot_faults_delay_seconds") == 0.3
         slow = await bot.samples("bot_turn_duration_seconds_bucket")
@@ -27,7 +28,7 @@ async def test_injected_faults_fail_and_slow_message_turns_and_show_on_metrics(a
         bot.faults.configure(error_ratio=0.0, delay_ratio=0.0)
         async with EmulatorClient(bot.messages_url, "http://127.0.0.1:9") as emulator:
             assert (await emulator.expect_replies("help")).status == 200
-        assert await bot.total("bot_errors_total") == 1
+        assert await bot.total(catalog.ERRORS) == 1
         assert await bot.total("bot_faults_error_ratio") == 0
 
 

@@ -72,8 +72,8 @@ async def test_bad_requests_get_a_json_error_naming_the_problem(
     assert got == status, error
     assert error["error"]["code"] == reason  # type: ignore[index]
     assert says in error["error"]["message"]  # type: ignore[index]
-    assert await plain_bot.total("bot_requests_rejected_total", bot_request_rejection=reason) == 1
-    assert await plain_bot.total("bot_turns_total") == 0
+    assert await plain_bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection=reason) == 1
+    assert await plain_bot.total(catalog.TURNS) == 0
     # The process is still healthy and still answers.
     ok, replies = await _post(plain_bot.messages_url, json.dumps(VALID).encode(), JSON)
     assert ok == 200
@@ -91,7 +91,7 @@ async def test_other_methods_are_refused_with_405(plain_bot: RunningBot) -> None
     async with aiohttp.ClientSession() as session, session.get(plain_bot.messages_url) as response:
         assert response.status == 405
         assert response.headers["Allow"] == "POST"
-    assert await plain_bot.total("bot_requests_rejected_total", bot_request_rejection=catalog.REJECT_METHOD) == 1
+    assert await plain_bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection=catalog.REJECT_METHOD) == 1
 
 
 @pytest.mark.parametrize(
@@ -109,8 +109,8 @@ async def test_with_an_app_id_requests_without_a_valid_token_get_401(
         status, error = await _post(bot.messages_url, json.dumps({**VALID, "channelId": "msteams"}).encode(), headers)
         assert status == 401, error
         assert error["error"]["code"] == catalog.REJECT_UNAUTHORIZED  # type: ignore[index]
-        assert await bot.total("bot_requests_rejected_total", http_response_status_code="401") == 1
-        assert await bot.total("bot_turns_total") == 0
+        assert await bot.total(catalog.REQUESTS_REJECTED, http_response_status_code="401") == 1
+        assert await bot.total(catalog.TURNS) == 0
 
 
 async def test_a_hanging_service_url_does_not_stall_other_conversations(
@@ -132,7 +132,7 @@ async def test_a_hanging_service_url_does_not_stall_other_conversations(
         results = await asyncio.gather(*stuck_turns)
         await stuck.close()
         assert {result.status for result in results} == {201}
-        assert await bot.total("bot_errors_total", error_type="bot.compat.ChannelError") == 12
+        assert await bot.total(catalog.ERRORS, error_type="bot.compat.ChannelError") == 12
         failed_replies = [
             value
             for labels, value in await bot.samples("bot_channel_reply_duration_seconds_count")
@@ -194,7 +194,7 @@ async def test_unsupported_invokes_get_501_counted_as_unsupported_not_as_server_
         )
         assert status == 501
         assert body["error"]["code"] == catalog.REJECT_UNSUPPORTED_INVOKE  # type: ignore[index]
-    rejected = await plain_bot.total("bot_requests_rejected_total", bot_request_rejection="unsupported_invoke")
+    rejected = await plain_bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection="unsupported_invoke")
     assert rejected == 3
     # Not a failure of the server: no error.type on the request's metric, span status left unset.
     assert await plain_bot.total("http_server_request_duration_seconds_count", http_response_status_code="501") == 3

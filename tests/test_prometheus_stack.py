@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from telemetry import catalog
 from tests.support.botserver import RunningBot, running_bot
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
@@ -291,7 +292,7 @@ async def test_a_surge_of_failed_authentication_fires_its_alert_and_it_resolves(
             timings["resolution delivered"] = await _seconds_until(
                 partial(webhook.notified, alert, "resolved"), stopped, 30, f"{alert} resolution delivered"
             )
-        assert await bot.total("bot_turns_total") == 0
+        assert await bot.total(catalog.TURNS) == 0
     with capsys.disabled():
         print(
             f"\n{alert}: seconds after the probe started/stopped (rule windows shortened; {sent} requests):",

@@ -64,7 +64,7 @@ async def test_a_refused_request_is_logged_on_the_console_and_counted(
         async with session.post(bot.messages_url, data=b"{}", headers={"Content-Type": "text/plain"}) as response:
             assert response.status == 415
         console = capfd.readouterr().err.splitlines()
-        assert await bot.total("bot_requests_rejected_total", bot_request_rejection=catalog.REJECT_INVALID_JSON) == 3
+        assert await bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection=catalog.REJECT_INVALID_JSON) == 3
 
     refusal_lines = [line for line in console if " bot.refusals " in line]
     assert len(refusal_lines) == 2, console  # the two later invalid_json refusals wait for the next line

@@ -84,7 +84,7 @@ async def test_every_request_is_delivered_after_an_ingestion_outage(
             ingestion.recover()
         driven = await _until_all_delivered(bot, ingestion, 25)
         assert _requests(ingestion) == driven
-        assert await bot.total("bot_turns_total") == driven
+        assert await bot.total(catalog.TURNS) == driven
 
 
 async def test_telemetry_left_on_disk_by_a_stopped_process_is_sent_by_the_next(
@@ -202,7 +202,7 @@ async def test_beyond_its_concurrency_limit_the_bot_answers_503_with_retry_after
     assert [result.status for result in await asyncio.gather(*held)] == [201, 201]
     await stuck.close()
     await _turns(small_bot, 1)  # capacity is back
-    assert await small_bot.total("bot_requests_rejected_total", bot_request_rejection="overloaded") == 1
+    assert await small_bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection="overloaded") == 1
 
 
 async def test_a_flood_of_new_conversations_and_users_adds_no_series(azure_sdk_offline: None) -> None:
@@ -218,7 +218,7 @@ async def test_a_flood_of_new_conversations_and_users_adds_no_series(azure_sdk_o
                 assert (await emulator.expect_replies("what can you do?")).status == 200
         exposition = await bot.scrape()
         assert exposition.count("\n") == before
-        assert await bot.total("bot_turns_total") == 303
+        assert await bot.total(catalog.TURNS) == 303
         assert await bot.total("bot_conversations_active") == 301
 
 
@@ -328,7 +328,7 @@ async def test_spans_and_logs_dropped_by_a_full_export_queue_are_counted(
         # Overflowed, and every record exactly once either delivered or counted as dropped: never both.
         assert all(0 < d < n for d, n in zip(dropped, produced, strict=True)), (arrived, dropped, produced)
         assert [a + d for a, d in zip(arrived, dropped, strict=True)] == produced, (arrived, dropped, produced)
-        assert await bot.total("bot_turns_total") == turns + 2  # turn metrics stay exact whatever telemetry drops
+        assert await bot.total(catalog.TURNS) == turns + 2  # turn metrics stay exact whatever telemetry drops
 
 
 SLOW_CLIENTS = 300
@@ -372,10 +372,10 @@ async def test_hundreds_of_slow_clients_neither_lock_out_a_conversation_nor_stay
         answers = await asyncio.wait_for(asyncio.gather(*slow), timeout=60)
         cut_off_in_body = [answer for index, answer in enumerate(answers) if index % 2 == 0]
         assert all(answer.startswith(b"HTTP/1.1 408") for answer in cut_off_in_body), cut_off_in_body[:1]
-        assert await bot.total("bot_requests_rejected_total", bot_request_rejection="request_timeout") == len(
+        assert await bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection="request_timeout") == len(
             cut_off_in_body
         )
-        assert await bot.total("bot_requests_rejected_total", bot_request_rejection="overloaded") == 0
+        assert await bot.total(catalog.REQUESTS_REJECTED, bot_request_rejection="overloaded") == 0
 
 
 async def _hostile_round(bot: RunningBot, channel: ChannelStandIn, round_number: int, statuses: list[int]) -> None:

@@ -60,7 +60,7 @@ async def test_one_failed_reply_is_sent_again_and_the_user_gets_the_answer_once(
         assert first
         assert first == second
     assert await replying_bot.total("bot_channel_reply_retries_total", error_type=reason) == 1
-    assert await replying_bot.total("bot_errors_total") == 0
+    assert await replying_bot.total(catalog.ERRORS) == 0
     replying_bot.flush()
     replies = [span for span in replying_bot.spans.get_finished_spans() if span.kind is SpanKind.CLIENT]
     resends = [dict(span.attributes or {}).get(catalog.HTTP_RESEND_COUNT) for span in replies]
@@ -77,14 +77,14 @@ async def test_a_reply_the_channel_refuses_with_another_4xx_is_not_sent_again(
         assert statuses == [400, 200]  # the answer once, refused; then the apology of the error path
         assert _texts(channel, user.conversation_id) == [ERROR_MESSAGE]
     assert await replying_bot.total("bot_channel_reply_retries_total") == 0
-    assert await replying_bot.total("bot_errors_total", error_type="bot.compat.ChannelError") == 1
+    assert await replying_bot.total(catalog.ERRORS, error_type="bot.compat.ChannelError") == 1
 
 
 async def test_a_channel_that_refuses_connections_is_not_tried_again(replying_bot: RunningBot) -> None:
     async with EmulatorClient(replying_bot.messages_url, "http://127.0.0.1:9", channel_id="directline") as user:
         assert (await user.send(QUESTION)).status == 201
     assert await replying_bot.total("bot_channel_reply_retries_total") == 0
-    assert await replying_bot.total("bot_errors_total", error_type="bot.compat.ChannelError") == 1
+    assert await replying_bot.total(catalog.ERRORS, error_type="bot.compat.ChannelError") == 1
 
 
 async def test_a_retry_after_beyond_the_cap_is_not_waited_for(
@@ -137,7 +137,7 @@ async def test_a_channel_that_keeps_failing_gets_the_error_path_within_the_retry
     assert (requests[-1].activity or {}).get("text") == ERROR_MESSAGE
     assert sum(clock.waits) <= policy.budget_seconds
     assert len(requests) <= 2 * policy.attempts
-    assert await replying_bot.total("bot_errors_total", error_type="bot.compat.ChannelError") == 1
+    assert await replying_bot.total(catalog.ERRORS, error_type="bot.compat.ChannelError") == 1
     assert await replying_bot.total("bot_channel_reply_retries_total") == len(requests) - 2
 
 

@@ -60,15 +60,6 @@ def test_what_ships_never_imports_the_rig_the_load_test_or_the_tests() -> None:
                 assert not any(name.split(".")[0] in ("loadtest", "tests") for name in names), (path, names)
 
 
-def test_the_rig_never_imports_the_tests() -> None:
-    for path in (ROOT / "loadtest").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert node.module.split(".")[0] != "tests", path
-            if isinstance(node, ast.Import):
-                assert all(alias.name.split(".")[0] != "tests" for alias in node.names), path
-
-
 def test_free_ports_differ_and_nothing_listens_on_them() -> None:
     ports = free_ports(3)
     assert len(set(ports)) == 3

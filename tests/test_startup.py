@@ -229,8 +229,7 @@ async def test_with_a_connection_string_every_envelope_reaches_ingestion_by_the_
         {
             "PORT": str(port),
             "BOT_METRICS_PORT": str(metrics_port),
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": str(tmp_path / "ai-storage"),
+            **ingestion.export_settings(tmp_path / "ai-storage"),
         }
     )
     cwd = tmp_path / "cwd"
@@ -316,8 +315,7 @@ async def test_sigterm_lets_turns_in_flight_finish_and_loses_no_telemetry(
         {
             "PORT": str(port),
             "BOT_METRICS_PORT": str(metrics_port),
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-            "BOT_TELEMETRY_STORAGE_DIRECTORY": str(tmp_path / "ai-storage"),
+            **ingestion.export_settings(tmp_path / "ai-storage"),
             # Every message turn takes a second, so turns are still running when SIGTERM arrives.
             "BOT_FAULT_DELAY_RATIO": "1",
             "BOT_FAULT_DELAY_SECONDS": "1",

@@ -119,7 +119,7 @@ async def test_metrics_stay_exact_when_traces_are_not_sampled(azure_sdk_offline:
                 assert (await emulator.expect_replies("help")).status == 200
         bot.flush()
         assert bot.spans.get_finished_spans() == ()
-        assert await bot.total("bot_turns_total") == 5
+        assert await bot.total(catalog.TURNS) == 5
         assert await bot.total("http_server_request_duration_seconds_count") == 5
 
 
@@ -132,7 +132,7 @@ async def test_sampled_requests_tell_application_insights_how_many_turns_each_st
             for _ in range(40):
                 assert (await emulator.expect_replies("help")).status == 200
         bot.flush()
-        assert await bot.total("bot_turns_total") == 40
+        assert await bot.total(catalog.TURNS) == 40
     sampled = len(bot.spans.get_finished_spans())
     assert 0 < sampled < 40
     requests = await ingestion.wait_for_async(lambda _: len(ingestion.of_type("RequestData")) == sampled)
@@ -155,7 +155,7 @@ async def test_the_rate_limited_sampler_caps_traces_while_every_turn_is_counted(
                 clock["now"] += step_ns
                 assert (await emulator.expect_replies("help")).status == 200
         bot.flush()
-        assert await bot.total("bot_turns_total") == turns
+        assert await bot.total(catalog.TURNS) == turns
     spans = bot.spans.get_finished_spans()
     elapsed = turns * step_ns / 1e9
     # About `per_second` traces a second; the limit adapts within ~0.1 s, hence the slack.
@@ -208,7 +208,7 @@ async def test_azure_custom_metrics_carry_the_same_numbers_as_prometheus(
         )
 
     await ingestion.wait_for_async(lambda _: azure_sum(catalog.TURNS.name) >= 3)
-    assert azure_sum(catalog.TURNS.name) == await bot.total("bot_turns_total") == 3
+    assert azure_sum(catalog.TURNS.name) == await bot.total(catalog.TURNS) == 3
     assert azure_sum(catalog.KNOWLEDGE_FALLBACKS.name) == await bot.total("bot_knowledge_fallbacks_total") == 1
     assert ingestion.other_requests == []  # no live metrics, no other calls home
 

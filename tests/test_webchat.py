@@ -109,8 +109,8 @@ async def test_web_chat_completes_a_conversation_through_a_direct_line_emulator(
     steps = conversation_steps()
     async with running_bot() as bot:
         returncode, result, stderr = await _drive(bot.messages_url, steps, tmp_path)
-        refused = await bot.total("bot_requests_rejected_total")
-        welcomed = await bot.total("bot_turns_total", bot_intent=catalog.INTENT_WELCOME)
+        refused = await bot.total(catalog.REQUESTS_REJECTED)
+        welcomed = await bot.total(catalog.TURNS, bot_intent=catalog.INTENT_WELCOME)
 
     assert returncode == 0, (result, stderr)
     assert result["done"] == steps

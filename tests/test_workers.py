@@ -119,14 +119,14 @@ async def test_two_applications_sharing_the_state_file_continue_each_others_dial
             apps = [EmulatorClient(url, UNUSED_SERVICE_URL, session=session) for url in urls]
             apps[1].conversation_id, apps[1].user_id = apps[0].conversation_id, apps[0].user_id
 
-            async def say(app: int, text: str) -> list[str]:
+            async def ask(app: int, text: str) -> list[str]:
                 response = await apps[app].expect_replies(text)
                 assert response.status == 200
                 return message_texts(response.body)
 
-            assert RATING_PROMPT in await say(0, "feedback")
-            assert COMMENT_PROMPT in await say(1, "4")  # the other one knows the survey is waiting for a rating
-            assert "thank" in " ".join(await say(0, "skip")).lower()
+            assert RATING_PROMPT in await ask(0, "feedback")
+            assert COMMENT_PROMPT in await ask(1, "4")  # the other one knows the survey is waiting for a rating
+            assert "thank" in " ".join(await ask(0, "skip")).lower()
     finally:
         for runner in runners:
             await runner.cleanup()
@@ -359,7 +359,7 @@ async def test_a_conversation_keeps_its_dialog_state_when_its_turns_land_on_diff
         sent = 0
         before = await workers.counted(session, 0)
 
-        async def say(text: str) -> tuple[str, str]:
+        async def ask(text: str) -> tuple[str, str]:
             """The bot's answer, and the worker that gave it (the one whose turn count went up)."""
             nonlocal sent, before
             reply = await emulator.expect_replies(text)
@@ -372,11 +372,11 @@ async def test_a_conversation_keeps_its_dialog_state_when_its_turns_land_on_diff
 
         crossed = False
         for _ in range(25):  # surveys until one of them moved to another worker mid-dialog
-            answer, first = await say("feedback")
+            answer, first = await ask("feedback")
             assert RATING_PROMPT in answer
-            answer, second = await say("4")
+            answer, second = await ask("4")
             assert COMMENT_PROMPT in answer, answer  # the worker knows the survey is waiting for a rating
-            answer, third = await say("skip")
+            answer, third = await ask("skip")
             assert "thank" in answer.lower(), answer
             if len({first, second, third}) > 1:
                 crossed = True
@@ -388,8 +388,7 @@ async def test_sigterm_stops_every_process_and_each_worker_flushes_its_telemetry
     tmp_path: Path, ingestion: IngestionStandIn, azure_sdk_offline: None
 ) -> None:
     extra = {
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-        "BOT_TELEMETRY_STORAGE_DIRECTORY": str(tmp_path / "ai-storage"),
+        **ingestion.export_settings(tmp_path / "ai-storage"),
     }
     cwd = tmp_path / "cwd"
     cwd.mkdir()

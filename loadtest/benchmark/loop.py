@@ -29,7 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from loadtest.rig import activities
-from loadtest.rig.ingestion import AZURE_SDK_OFFLINE_ENV, connection_string
+from loadtest.rig.ingestion import AZURE_SDK_OFFLINE_ENV, connection_string, export_settings
 from loadtest.rig.ports import free_port
 from loadtest.rig.processes import Child
 
@@ -76,8 +76,7 @@ async def measure(port: int, users: int, turns: int, threshold: float) -> dict[s
         "PORT": "0",
         "BOT_TELEMETRY_HASH_KEY": "benchmark",
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string(outside),
-        "BOT_TELEMETRY_STORAGE_DIRECTORY": storage,
+        **export_settings(connection_string(outside), storage),
     }
     settings = Settings.from_env(env)
     telemetry = configure(TelemetryConfig.from_env(env), console=False)

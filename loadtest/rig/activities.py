@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,3 +62,28 @@ def activity(
 def members_added(user: Mapping[str, str]) -> list[dict[str, str]]:
     """`membersAdded` of the conversationUpdate a channel sends when a user opens a conversation: the bot and them."""
     return [dict(BOT_ACCOUNT), dict(user)]
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where one user's activities go: the channel, the serviceUrl the bot replies to, the conversation."""
+
+    channel_id: str
+    service_url: str
+    conversation_id: str
+    user: Mapping[str, str]
+
+    def activity(self, type: str, text: str | None = None, **fields: Any) -> Activity:
+        return activity(
+            type,
+            channel_id=self.channel_id,
+            service_url=self.service_url,
+            conversation_id=self.conversation_id,
+            user=self.user,
+            text=text,
+            **fields,
+        )
+
+    def conversation_update(self, **fields: Any) -> Activity:
+        """What a channel sends when the user opens the conversation."""
+        return self.activity("conversationUpdate", membersAdded=members_added(self.user), **fields)

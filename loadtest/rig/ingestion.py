@@ -10,6 +10,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -40,6 +41,12 @@ def connection_string(base_url: str) -> str:
     """An Application Insights connection string whose ingestion (and live metrics) endpoint is `base_url`."""
     endpoint = f"{base_url.rstrip('/')}/"
     return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={endpoint};LiveEndpoint={endpoint}"
+
+
+def export_settings(connection: str, storage: Path | str) -> dict[str, str]:
+    """The bot's settings that send its Application Insights telemetry to `connection`, keeping what waits to be
+    resent in `storage`: pass a fresh directory, so that telemetry an earlier run left unsent is not counted."""
+    return {"APPLICATIONINSIGHTS_CONNECTION_STRING": connection, "BOT_TELEMETRY_STORAGE_DIRECTORY": str(storage)}
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,10 @@ class IngestionStandIn(BackgroundServer):
     @property
     def connection_string(self) -> str:
         return connection_string(self.base_url)
+
+    def export_settings(self, storage: Path | str) -> dict[str, str]:
+        """The bot's settings that export to this stand-in (see `export_settings`)."""
+        return export_settings(self.connection_string, storage)
 
     @property
     def envelopes(self) -> list[Envelope]:

@@ -66,17 +66,13 @@ class EmulatorClient:
     def user(self) -> dict[str, str]:
         return {"id": self.user_id, "name": self.user_name}
 
+    @property
+    def address(self) -> activities.Address:
+        return activities.Address(self.channel_id, self.service_url, self.conversation_id, self.user)
+
     def activity(self, type: str, text: str | None = None, **fields: Any) -> Activity:
         """Build an Activity as JSON (camelCase keys); `fields` are added or override defaults."""
-        return activities.activity(
-            type,
-            channel_id=self.channel_id,
-            service_url=self.service_url,
-            conversation_id=self.conversation_id,
-            user=self.user,
-            text=text,
-            **fields,
-        )
+        return self.address.activity(type, text, **fields)
 
     async def post(self, activity: Activity, headers: Mapping[str, str] | None = None) -> BotResponse:
         """POST an activity to the bot; extra `headers` (e.g. `traceparent`) apply to this request only."""
@@ -89,7 +85,7 @@ class EmulatorClient:
             return BotResponse(response.status, _decode(raw))
 
     async def conversation_update(self, headers: Mapping[str, str] | None = None, **fields: Any) -> BotResponse:
-        update = self.activity("conversationUpdate", membersAdded=activities.members_added(self.user), **fields)
+        update = self.address.conversation_update(**fields)
         return await self.post(update, headers)
 
     async def send(self, text: str, headers: Mapping[str, str] | None = None, **fields: Any) -> BotResponse:
