@@ -146,6 +146,8 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
             await wait_until_async(
                 lambda: [t for t in prometheus.targets() if t["health"] == "up"], timeout=20, message="target up"
             )
+            # A target turns healthy before its scrape's samples are committed: wait for the sample itself.
+            await wait_until_async(partial(_has_data, prometheus, 'up{job="chatbot"}'), timeout=20, message="up")
             (up,) = await asyncio.to_thread(prometheus.query, 'up{job="chatbot"}')
             assert up["metric"]["environment"] == "test"
             assert up["value"][1] == "1"
