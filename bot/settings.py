@@ -39,6 +39,7 @@ class Settings:
     metrics_basic_auth: str = field(default="", repr=False)
     tune_runtime: bool = True
     workers: int = 1
+    worker_timeout_seconds: float = 10.0
     state_db: str = ""
     faults: FaultSettings = field(default_factory=FaultSettings)
     model: ModelSettings | None = None  # the optional language model (bot/answers); None: knowledge base only
@@ -103,6 +104,7 @@ class Settings:
             metrics_basic_auth=_basic_auth(env),
             tune_runtime=parse_bool(env, "BOT_TUNE_RUNTIME", True),
             workers=parse_count(env, "BOT_WORKERS", 1, 1, MAX_WORKERS),
+            worker_timeout_seconds=parse_number(env, "BOT_WORKER_TIMEOUT_SECONDS", 10.0, 2.0, 600.0),
             state_db=_state_db(env),
             faults=FaultSettings(
                 error_ratio=parse_number(env, "BOT_FAULT_ERROR_RATIO", 0.0, 0.0, 1.0),

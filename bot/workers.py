@@ -18,6 +18,11 @@
 - **Conversation state.** A conversation's turns land on whichever worker the kernel picked for the connection, so
   state cannot live in one process's memory: the workers share `bot.state.SqliteStateStorage`, one SQLite file.
   `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor.
+- **Hung workers.** Every second the supervisor asks each worker's event loop whether it is alive (`GET /live` on
+  the worker's metrics socket, answered on that loop). A worker that has not answered for
+  `BOT_WORKER_TIMEOUT_SECONDS` (10 s by default; while starting, 60 s) is killed (SIGKILL: a blocked loop cannot
+  run a SIGTERM handler) and so restarted. Why: with SO_REUSEPORT the kernel keeps handing a hung worker its share
+  of new connections, which would wait for ever (docs/workers.md).
 - **Restarts and stopping.** A worker that dies is restarted, at most 5 times a minute. SIGTERM or SIGINT to the
   supervisor is passed on to every worker, which stops as `python -m bot` does (turns in flight finish, telemetry is
   flushed); one that has not exited after `BOT_SHUTDOWN_TIMEOUT_SECONDS` + 30 s is killed. A worker also gets SIGTERM
@@ -50,6 +55,8 @@ from bot.state import SqliteStateStorage
 START_TIMEOUT_SECONDS = 60.0
 READY_PROBE_SECONDS = 1.0
 CHECK_INTERVAL_SECONDS = 1.0
+LIVENESS_PATH = "/live"
+LIVENESS_PROBE_SECONDS = 1.0
 STOP_MARGIN_SECONDS = 30.0  # beyond BOT_SHUTDOWN_TIMEOUT_SECONDS, for flushing telemetry
 MAX_RESTARTS_PER_MINUTE = 5
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -88,6 +95,16 @@ class WorkerRole:
         if os.getppid() != supervisor_pid:  # it died before the line above took effect
             raise StartError(f"the supervisor (pid {supervisor_pid}) has exited")
         return cls(index, socket.socket(fileno=metrics_fd))
+
+    @staticmethod
+    def add_liveness_route(metrics: web.Application) -> None:
+        """`GET /live` on the worker's metrics socket: answered on the event loop that serves the bot, so a loop that
+        is blocked (or a stopped process) does not answer it. Says nothing else, so it needs no credentials."""
+
+        async def alive(request: web.Request) -> web.Response:
+            return web.Response(status=204)
+
+        metrics.router.add_get(LIVENESS_PATH, alive)
 
 
 def worker_environment(
@@ -138,6 +155,8 @@ class Worker:
     metrics_socket: socket.socket
     process: subprocess.Popen[bytes]
     restarts: list[float] = field(default_factory=list)
+    # When this process must have answered a liveness probe (again) at the latest, on the monotonic clock.
+    answer_by: float = field(default_factory=lambda: time.monotonic() + START_TIMEOUT_SECONDS)
 
     @property
     def metrics_port(self) -> int:
@@ -202,6 +221,7 @@ class Supervisor:
                 async with session.get(url, headers=headers, timeout=probe) as response:
                     if response.status == 200:
                         say(f"worker {worker.index} is serving (pid {worker.process.pid})")
+                        worker.answer_by = time.monotonic() + self.settings.worker_timeout_seconds
                         return
             await asyncio.sleep(0.05)
 
@@ -218,6 +238,33 @@ class Supervisor:
             say(f"worker {worker.index} (pid {worker.process.pid}) exited with code {code}; restarting", error=True)
             worker.restarts.append(now)
             worker.process = self._spawn(worker.index, worker.metrics_socket)
+            worker.answer_by = now + START_TIMEOUT_SECONDS
+
+    async def probe(self, session: aiohttp.ClientSession) -> None:
+        """Ask every running worker whether its event loop is alive; kill those that have not answered in time (the
+        next `check` restarts them)."""
+        running = [worker for worker in self.workers if worker.process.poll() is None]
+        answers = await asyncio.gather(*(self._alive(worker, session) for worker in running))
+        now = time.monotonic()
+        for worker, answered in zip(running, answers, strict=True):
+            if answered:
+                worker.answer_by = now + self.settings.worker_timeout_seconds
+            elif now > worker.answer_by and worker.process.poll() is None:
+                say(
+                    f"worker {worker.index} (pid {worker.process.pid}) has not answered for "
+                    f"{self.settings.worker_timeout_seconds:g} s (BOT_WORKER_TIMEOUT_SECONDS); killing it",
+                    error=True,
+                )
+                worker.process.kill()
+
+    @staticmethod
+    async def _alive(worker: Worker, session: aiohttp.ClientSession) -> bool:
+        url = f"http://127.0.0.1:{worker.metrics_port}{LIVENESS_PATH}"
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=LIVENESS_PROBE_SECONDS)) as response:
+                return response.status == 204
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def stop(self) -> None:
         """SIGTERM to every worker; kill those still there after the shutdown timeout and the time to flush."""
@@ -268,10 +315,12 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
         print(banner, flush=True)
-        while not stop.is_set():
-            supervisor.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                supervisor.check()
+                await supervisor.probe(session)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
         say(f"stopping {count} worker processes")
     say("stopped")
     return 1 if supervisor.killed else 0
