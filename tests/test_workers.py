@@ -29,12 +29,13 @@ from bot.settings import ConfigError, Settings
 from bot.state import SqliteStateStorage
 from bot.workers import worker_environment
 from loadtest.rig import exposition
+from loadtest.rig.ports import free_ports
 from telemetry import catalog
 from telemetry.worker_metrics import metrics_proxy
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
-from tests.test_startup import BotProcess, child_environment, free_ports, message_texts, spawn_bot
+from tests.test_startup import BotProcess, child_environment, message_texts, spawn_bot
 
 WORKERS_START_TIMEOUT = 60.0  # two interpreters importing the SDKs on a shared machine
 STOP_TIMEOUT = 60.0
