@@ -448,6 +448,43 @@ async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_con
         assert set(turns) == {"0", "1"}
 
 
+async def test_sighup_replaces_every_worker_while_the_bot_keeps_answering_and_turns_in_flight_finish(
+    tmp_path: Path,
+) -> None:
+    # Every turn takes a second (the fault injection's delay), so that turns are in flight while workers are replaced.
+    extra = {"BOT_FAULT_DELAY_RATIO": "1", "BOT_FAULT_DELAY_SECONDS": "1"}
+    async with running_workers(tmp_path, extra) as workers, _new_connections() as session:
+        supervisor, old = workers.bot.process.pid, set(workers.pids.values())
+
+        async def ask(text: str) -> list[str]:
+            reply = await EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session).expect_replies(text)
+            assert reply.status == 200, reply
+            return message_texts(reply.body)
+
+        in_flight = [asyncio.create_task(ask(f"help {index}")) for index in range(4)]
+        workers.bot.process.send_signal(signal.SIGHUP)
+        # While the workers are replaced, one at a time, every turn is answered (no connection refused or reset).
+        answered = 0
+        while set(current := _workers_of(supervisor)) != {"0", "1"} or old & set(current.values()):
+            assert answered < 100, f"after {answered} turns, workers {current}, before {old}"
+            assert any(await ask(f"help during {answered}"))
+            answered += 1
+        workers.pids.update(current)
+        assert all(any(texts) for texts in await asyncio.gather(*in_flight))
+        assert workers.bot.process.returncode is None  # the supervisor kept running
+        said = ["otel-chatbot: restarting 2 worker processes one at a time (SIGHUP)"]
+        said += [f"otel-chatbot: worker {index} is serving (pid {pid})" for index, pid in current.items()]
+        await wait_until_async(  # the lines were written before the old processes stopped, and are being read
+            lambda: set(said) <= set(workers.bot.stdout), timeout=REQUEST_TIMEOUT, interval=0.05, message=str(said)
+        )
+
+        # The supervisor's /metrics follows the new processes: both reachable, with their own instance ids.
+        text = await workers.scrape(session)
+        assert exposition.total(text, catalog.WORKERS_UNREACHABLE) == 0
+        instances = exposition.total_by(text, "target_info", catalog.WORKER)
+        assert set(instances) == {"0", "1"}
+
+
 async def test_sigterm_stops_every_process_and_each_worker_flushes_its_telemetry(
     tmp_path: Path, ingestion: IngestionStandIn, azure_sdk_offline: None
 ) -> None:
