@@ -997,6 +997,10 @@ def test_the_plan_autoscales_on_cpu_between_the_instance_parameters(bicep: dict[
     passed = config(main["modules"]["app"])["params"]
     for key in ("minInstances", "maxInstances", "scaleOutCpuPercent", "scaleInCpuPercent"):
         assert passed[key] == key
+    # azd with nothing set deploys what `az deployment sub create` deploys.
+    fallback = json.loads(azd_substitute((AZURE / "main.parameters.json").read_text(), FRESH_ENVIRONMENT))
+    for key in ("appServiceSkuName", "minInstances", "maxInstances"):
+        assert fallback["parameters"][key]["value"] == str(defaults[key]), key
     assert name == "autoscale"
 
 
