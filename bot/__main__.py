@@ -88,16 +88,15 @@ async def serve(
     runners = [bot_runner]
     metrics_runner: web.AppRunner | None = None
     if worker is not None or settings.metrics_port:
-        metrics_runner = web.AppRunner(
-            metrics_app(
-                telemetry.prometheus_registry,
-                settings.metrics_bearer_token,
-                settings.metrics_basic_auth,
-                openmetrics=telemetry.config.prometheus_exemplars,
-            ),
-            handle_signals=False,
-            access_log=None,
+        metrics = metrics_app(
+            telemetry.prometheus_registry,
+            settings.metrics_bearer_token,
+            settings.metrics_basic_auth,
+            openmetrics=telemetry.config.prometheus_exemplars,
         )
+        if worker is not None:
+            worker.add_liveness_route(metrics)
+        metrics_runner = web.AppRunner(metrics, handle_signals=False, access_log=None)
         runners.append(metrics_runner)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -43,6 +43,7 @@ class Settings:
     metrics_basic_auth: str = field(default="", repr=False)
     tune_runtime: bool = True
     workers: int = 1
+    worker_timeout_seconds: float = 10.0
     state_db: str = ""
     state_store: str = "memory"
     blob_connection_string: str = field(default="", repr=False)
@@ -111,6 +112,7 @@ class Settings:
             metrics_basic_auth=_basic_auth(env),
             tune_runtime=parse_bool(env, "BOT_TUNE_RUNTIME", True),
             workers=parse_count(env, "BOT_WORKERS", 1, 1, MAX_WORKERS),
+            worker_timeout_seconds=parse_number(env, "BOT_WORKER_TIMEOUT_SECONDS", 10.0, 2.0, 600.0),
             state_db=_state_db(env),
             **_state_store(env),
             faults=FaultSettings(

@@ -18,6 +18,14 @@
 - **Conversation state.** A conversation's turns land on whichever worker the kernel picked for the connection, so
   state cannot live in one process's memory: the workers share `bot.state.SqliteStateStorage`, one SQLite file.
   `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor.
+- **Hung workers.** Every second the supervisor asks each worker's event loop whether it is alive (`GET /live` on
+  the worker's metrics socket, answered on that loop). A worker that has not answered for
+  `BOT_WORKER_TIMEOUT_SECONDS` (10 s by default; while starting, 60 s) is killed (SIGKILL: a blocked loop cannot
+  run a SIGTERM handler) and so restarted. Why: with SO_REUSEPORT the kernel keeps handing a hung worker its share
+  of new connections, which would wait for ever (docs/workers.md).
+- **Restarting without downtime.** SIGHUP to the supervisor replaces the workers one at a time: a new process for
+  worker i starts (with the code as it is on disk now) and joins the port; once it serves, the old one gets SIGTERM
+  and stops as below (turns in flight finish). A new process that does not start leaves the old one serving.
 - **Restarts and stopping.** A worker that dies is restarted, at most 5 times a minute. SIGTERM or SIGINT to the
   supervisor is passed on to every worker, which stops as `python -m bot` does (turns in flight finish, telemetry is
   flushed); one that has not exited after `BOT_SHUTDOWN_TIMEOUT_SECONDS` + 30 s is killed. A worker also gets SIGTERM
@@ -37,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +58,12 @@ from bot.state import SqliteStateStorage
 START_TIMEOUT_SECONDS = 60.0
 READY_PROBE_SECONDS = 1.0
 CHECK_INTERVAL_SECONDS = 1.0
+LIVENESS_PATH = "/live"
+LIVENESS_PROBE_SECONDS = 1.0
 STOP_MARGIN_SECONDS = 30.0  # beyond BOT_SHUTDOWN_TIMEOUT_SECONDS, for flushing telemetry
 MAX_RESTARTS_PER_MINUTE = 5
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RELOAD_SIGNAL = signal.SIGHUP
 PR_SET_PDEATHSIG = 1
 
 
@@ -89,6 +100,16 @@ class WorkerRole:
             raise StartError(f"the supervisor (pid {supervisor_pid}) has exited")
         return cls(index, socket.socket(fileno=metrics_fd))
 
+    @staticmethod
+    def add_liveness_route(metrics: web.Application) -> None:
+        """`GET /live` on the worker's metrics socket: answered on the event loop that serves the bot, so a loop that
+        is blocked (or a stopped process) does not answer it. Says nothing else, so it needs no credentials."""
+
+        async def alive(request: web.Request) -> web.Response:
+            return web.Response(status=204)
+
+        metrics.router.add_get(LIVENESS_PATH, alive)
+
 
 def worker_environment(
     base: Mapping[str, str], index: int, state_db: str, worker_token: str, hash_key: str
@@ -108,6 +129,22 @@ def worker_environment(
 
 
 # ---- the supervisor ------------------------------------------------------------------------------------------------
+
+
+class MetricsPorts(Mapping[str, int]):
+    """Worker index -> the port its metrics are served on now (the metrics proxy reads it at every scrape)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def __getitem__(self, index: str) -> int:
+        return self._supervisor.metrics_ports[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._supervisor.metrics_ports)
+
+    def __len__(self) -> int:
+        return len(self._supervisor.workers)
 
 
 def check_supervisable(settings: Settings) -> None:
@@ -138,6 +175,8 @@ class Worker:
     metrics_socket: socket.socket
     process: subprocess.Popen[bytes]
     restarts: list[float] = field(default_factory=list)
+    # When this process must have answered a liveness probe (again) at the latest, on the monotonic clock.
+    answer_by: float = field(default_factory=lambda: time.monotonic() + START_TIMEOUT_SECONDS)
 
     @property
     def metrics_port(self) -> int:
@@ -155,6 +194,11 @@ class Supervisor:
         }
         self.workers: list[Worker] = []
         self.killed: list[int] = []
+        self.retiring: list[asyncio.Task[None]] = []
+
+    @property
+    def metrics_ports(self) -> dict[str, int]:
+        return {str(worker.index): worker.metrics_port for worker in self.workers}
 
     def _spawn(self, index: int, metrics_socket: socket.socket) -> subprocess.Popen[bytes]:
         fd = metrics_socket.fileno()
@@ -202,6 +246,7 @@ class Supervisor:
                 async with session.get(url, headers=headers, timeout=probe) as response:
                     if response.status == 200:
                         say(f"worker {worker.index} is serving (pid {worker.process.pid})")
+                        worker.answer_by = time.monotonic() + self.settings.worker_timeout_seconds
                         return
             await asyncio.sleep(0.05)
 
@@ -218,6 +263,66 @@ class Supervisor:
             say(f"worker {worker.index} (pid {worker.process.pid}) exited with code {code}; restarting", error=True)
             worker.restarts.append(now)
             worker.process = self._spawn(worker.index, worker.metrics_socket)
+            worker.answer_by = now + START_TIMEOUT_SECONDS
+
+    async def probe(self, session: aiohttp.ClientSession) -> None:
+        """Ask every running worker whether its event loop is alive; kill those that have not answered in time (the
+        next `check` restarts them)."""
+        running = [worker for worker in self.workers if worker.process.poll() is None]
+        answers = await asyncio.gather(*(self._alive(worker, session) for worker in running))
+        now = time.monotonic()
+        for worker, answered in zip(running, answers, strict=True):
+            if answered:
+                worker.answer_by = now + self.settings.worker_timeout_seconds
+            elif now > worker.answer_by and worker.process.poll() is None:
+                say(
+                    f"worker {worker.index} (pid {worker.process.pid}) has not answered for "
+                    f"{self.settings.worker_timeout_seconds:g} s (BOT_WORKER_TIMEOUT_SECONDS); killing it",
+                    error=True,
+                )
+                worker.process.kill()
+
+    @staticmethod
+    async def _alive(worker: Worker, session: aiohttp.ClientSession) -> bool:
+        url = f"http://127.0.0.1:{worker.metrics_port}{LIVENESS_PATH}"
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=LIVENESS_PROBE_SECONDS)) as response:
+                return response.status == 204
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def replace_all(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        """SIGHUP: each worker in turn replaced by a new process, the old one stopped once the new one serves."""
+        say(f"restarting {self.count} worker processes one at a time (SIGHUP)")
+        for worker in self.workers:
+            if stop.is_set():
+                return
+            metrics_socket = socket.create_server(("127.0.0.1", 0))
+            successor = Worker(worker.index, metrics_socket, self._spawn(worker.index, metrics_socket))
+            try:
+                await self._wait_ready(successor, session, time.monotonic() + START_TIMEOUT_SECONDS)
+            except StartError as error:
+                say(f"worker {worker.index} not replaced, the old process keeps serving: {error}", error=True)
+                self.retiring.append(asyncio.create_task(self._retire(successor)))
+                continue
+            predecessor = Worker(worker.index, worker.metrics_socket, worker.process)
+            worker.metrics_socket, worker.process = successor.metrics_socket, successor.process
+            worker.answer_by = successor.answer_by
+            self.retiring.append(asyncio.create_task(self._retire(predecessor)))
+
+    async def _retire(self, worker: Worker) -> None:
+        """Stop a replaced (or failed) worker process as `stop` does, without holding up the supervisor."""
+        if worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGTERM)
+        timeout = self.settings.shutdown_timeout_seconds + STOP_MARGIN_SECONDS
+        try:
+            await asyncio.to_thread(worker.process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            say(f"worker {worker.index} (pid {worker.process.pid}) did not stop in time; killing it", error=True)
+            worker.process.kill()
+            await asyncio.to_thread(worker.process.wait)
+        finally:
+            worker.metrics_socket.close()
 
     async def stop(self) -> None:
         """SIGTERM to every worker; kill those still there after the shutdown timeout and the time to flush."""
@@ -234,6 +339,7 @@ class Supervisor:
                 await asyncio.to_thread(worker.process.wait)
                 self.killed.append(worker.index)
             worker.metrics_socket.close()
+        await asyncio.gather(*self.retiring, return_exceptions=True)
 
 
 async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy: MetricsProxy) -> int:
@@ -241,6 +347,8 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
     loop = asyncio.get_running_loop()
     for signum in SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    reload = asyncio.Event()
+    loop.add_signal_handler(RELOAD_SIGNAL, reload.set)
     ensure_port_free(settings.host, settings.port)
     async with contextlib.AsyncExitStack() as stack:
         state_db = settings.state_db
@@ -259,19 +367,27 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
             say("stopping before every worker started")
             return 0
         if settings.metrics_port:
-            ports = {str(worker.index): worker.metrics_port for worker in supervisor.workers}
+            # A view, not a copy: workers replaced on SIGHUP serve their metrics on new sockets.
             proxy = metrics_proxy(
-                ports, supervisor.worker_token, settings.metrics_bearer_token, settings.metrics_basic_auth
+                MetricsPorts(supervisor),
+                supervisor.worker_token,
+                settings.metrics_bearer_token,
+                settings.metrics_basic_auth,
             )
             runner = web.AppRunner(proxy, handle_signals=False, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
         print(banner, flush=True)
-        while not stop.is_set():
-            supervisor.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                if reload.is_set():
+                    reload.clear()
+                    await supervisor.replace_all(session, stop)
+                supervisor.check()
+                await supervisor.probe(session)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
         say(f"stopping {count} worker processes")
     say("stopped")
     return 1 if supervisor.killed else 0

@@ -2,7 +2,8 @@
 
 This module is the single source of truth. Instrumentation code, docs/telemetry.md, dashboards, alert rules and
 queries use these names; tests prove they match. It holds data only and imports nothing heavy (the bot's
-vocabulary comes from bot/vocabulary.py, data only too).
+vocabulary comes from bot/vocabulary.py, data only too). It is longer than the other modules on purpose: one file
+to read for every name, in sections (attributes, metrics, spans, events, then the language model).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.trace import StatusCode
 
 from bot.answers.turn import UNAVAILABLE_TEXT
 from bot.routes import FALLBACK_TEXT
@@ -195,3 +196,19 @@ async def test_pending_answers_are_bounded_and_cancelled_at_shutdown(
     (cancelled,) = [s for s in deferred_spans(bot) if (s.attributes or {}).get(catalog.ANSWER_DELIVERY) == "cancelled"]
     assert cancelled.links
     assert channel.messages(first.conversation_id) == []
+
+
+async def test_a_late_answer_the_channel_refuses_is_counted_as_failed(
+    genai_bot: RunningBot, model: ModelStandIn, channel: ChannelStandIn
+) -> None:
+    model.hold()
+    async with EmulatorClient(genai_bot.messages_url, channel.service_url) as emulator:
+        assert (await emulator.send(QUESTION)).status == 201
+        channel.fail(emulator.conversation_id, 403)  # e.g. the user removed the bot meanwhile
+        model.release()
+        await counted(genai_bot, "failed", 1)
+    assert channel.messages(emulator.conversation_id) == []
+    genai_bot.flush()
+    (span,) = deferred_spans(genai_bot)
+    assert (span.attributes or {})[catalog.ANSWER_DELIVERY] == "failed"
+    assert span.status.status_code is StatusCode.ERROR

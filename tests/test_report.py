@@ -345,6 +345,18 @@ def test_alert_episodes_last_as_long_as_prometheus_found_them_firing() -> None:
     assert alert.labels == {"instance": "bot-1", "severity": "warning"}
 
 
+def test_a_late_evaluation_does_not_split_an_episode() -> None:
+    """A busy Prometheus evaluates late: a gap of three intervals with the same active-at time is one episode."""
+    times = [*_every(1000, 4), *_every(1000 + EVALUATION * 6, 4)]
+    alerts = analysis.alert_episodes(
+        [_firing("ChatbotSlowResponses", times)],
+        [_for_state("ChatbotSlowResponses", [(t, 940.0) for t in times])],
+        9000,
+    )
+    [episode] = alerts[0].episodes
+    assert episode.since == 1000
+
+
 def test_an_alert_still_firing_at_the_end_is_open_and_left_out_of_mttr() -> None:
     alerts = analysis.alert_episodes(
         [_firing("ChatbotDown", _every(100, 4), instance="a"), _firing("ChatbotHighCpu", _every(10, 2), instance="a")],

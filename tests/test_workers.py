@@ -29,12 +29,13 @@ from bot.settings import ConfigError, Settings
 from bot.state import SqliteStateStorage
 from bot.workers import worker_environment
 from loadtest.rig import exposition
+from loadtest.rig.ports import free_ports
 from telemetry import catalog
 from telemetry.worker_metrics import metrics_proxy
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
-from tests.test_startup import BotProcess, child_environment, free_ports, message_texts, spawn_bot
+from tests.test_startup import BotProcess, child_environment, message_texts, spawn_bot
 
 WORKERS_START_TIMEOUT = 60.0  # two interpreters importing the SDKs on a shared machine
 STOP_TIMEOUT = 60.0
@@ -58,6 +59,15 @@ def test_a_bad_worker_count_is_refused_naming_the_variable(value: str) -> None:
         Settings.from_env({"BOT_WORKERS": value})
     assert raised.value.variable == "BOT_WORKERS"
     assert "whole number from 1 to 64" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["soon", "1", "601", "nan"])
+def test_a_bad_hung_worker_timeout_is_refused_naming_the_variable(value: str) -> None:
+    assert Settings.from_env({}).worker_timeout_seconds == 10.0
+    assert Settings.from_env({"BOT_WORKER_TIMEOUT_SECONDS": "2.5"}).worker_timeout_seconds == 2.5
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"BOT_WORKER_TIMEOUT_SECONDS": value})
+    assert raised.value.variable == "BOT_WORKER_TIMEOUT_SECONDS"
 
 
 def test_a_state_file_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
@@ -382,6 +392,97 @@ async def test_a_conversation_keeps_its_dialog_state_when_its_turns_land_on_diff
                 crossed = True
                 break
         assert crossed, f"no survey's turns landed on two workers in {sent} turns"
+
+
+def _workers_of(supervisor: int) -> dict[str, int]:
+    """The supervisor's worker processes as they are now: index -> pid."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            arguments = (entry / "cmdline").read_text().split("\0")
+            if "--worker" in arguments and _parent(int(entry.name)) == supervisor:
+                found[arguments[arguments.index("--worker") + 1]] = int(entry.name)
+        except (OSError, ValueError, IndexError):  # exited meanwhile
+            continue
+    return found
+
+
+async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_connections_again(tmp_path: Path) -> None:
+    """A stopped process stands for a blocked event loop: neither answers, neither runs a SIGTERM handler. Without the
+    supervisor's liveness probe it stays as it is, and the kernel keeps handing it its share of new connections."""
+    async with (
+        running_workers(tmp_path, {"BOT_WORKER_TIMEOUT_SECONDS": "2"}) as workers,
+        _new_connections() as session,
+    ):
+        hung = workers.pids["0"]
+        os.kill(hung, signal.SIGSTOP)
+        try:
+
+            def replaced() -> tuple[int] | None:
+                now = _workers_of(workers.bot.process.pid).get("0")
+                return (now,) if now is not None and now != hung and not _alive(hung) else None
+
+            (successor,) = await wait_until_async(
+                replaced, timeout=WORKERS_START_TIMEOUT, interval=0.1, message="worker 0 replaced"
+            )
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung, signal.SIGCONT)
+        assert f"worker 0 (pid {hung}) has not answered for 2 s (BOT_WORKER_TIMEOUT_SECONDS); killing it" in (
+            workers.bot.stderr
+        )
+        workers.pids["0"] = successor  # for the clean-up
+
+        # The successor serves the bot on the shared port: turns on new connections until it has answered some.
+        sent, turns = 0, await workers.counted(session, 0)
+        while turns.get("0", 0.0) == 0:
+            assert sent < 200, f"after {sent} connections, turns per worker: {turns}"
+            for _ in range(8):
+                emulator = EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session)
+                reply = await emulator.expect_replies(f"help {sent}")
+                assert reply.status == 200, reply
+                sent += 1
+            turns = await workers.counted(session, sent)  # every worker reachable: no turn was sent before the hang
+        assert set(turns) == {"0", "1"}
+
+
+async def test_sighup_replaces_every_worker_while_the_bot_keeps_answering_and_turns_in_flight_finish(
+    tmp_path: Path,
+) -> None:
+    # Every turn takes a second (the fault injection's delay), so that turns are in flight while workers are replaced.
+    extra = {"BOT_FAULT_DELAY_RATIO": "1", "BOT_FAULT_DELAY_SECONDS": "1"}
+    async with running_workers(tmp_path, extra) as workers, _new_connections() as session:
+        supervisor, old = workers.bot.process.pid, set(workers.pids.values())
+
+        async def ask(text: str) -> list[str]:
+            reply = await EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session).expect_replies(text)
+            assert reply.status == 200, reply
+            return message_texts(reply.body)
+
+        in_flight = [asyncio.create_task(ask(f"help {index}")) for index in range(4)]
+        workers.bot.process.send_signal(signal.SIGHUP)
+        # While the workers are replaced, one at a time, every turn is answered (no connection refused or reset).
+        answered = 0
+        while set(current := _workers_of(supervisor)) != {"0", "1"} or old & set(current.values()):
+            assert answered < 100, f"after {answered} turns, workers {current}, before {old}"
+            assert any(await ask(f"help during {answered}"))
+            answered += 1
+        workers.pids.update(current)
+        assert all(any(texts) for texts in await asyncio.gather(*in_flight))
+        assert workers.bot.process.returncode is None  # the supervisor kept running
+        said = ["otel-chatbot: restarting 2 worker processes one at a time (SIGHUP)"]
+        said += [f"otel-chatbot: worker {index} is serving (pid {pid})" for index, pid in current.items()]
+        await wait_until_async(  # the lines were written before the old processes stopped, and are being read
+            lambda: set(said) <= set(workers.bot.stdout), timeout=REQUEST_TIMEOUT, interval=0.05, message=str(said)
+        )
+
+        # The supervisor's /metrics follows the new processes: both reachable, with their own instance ids.
+        text = await workers.scrape(session)
+        assert exposition.total(text, catalog.WORKERS_UNREACHABLE) == 0
+        instances = exposition.total_by(text, "target_info", catalog.WORKER)
+        assert set(instances) == {"0", "1"}
 
 
 async def test_sigterm_stops_every_process_and_each_worker_flushes_its_telemetry(

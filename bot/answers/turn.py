@@ -146,6 +146,7 @@ class ModelAnswers:
     ) -> None:
         with self.observer.deferred(turn) as delivery:
             outcome = DELIVERY_FAILED
+            sent = False
             try:
                 try:
                     reply: ModelReply | None = await task
@@ -153,18 +154,27 @@ class ModelAnswers:
                     reply = None
 
                 async def send(context: TurnContext) -> None:
+                    nonlocal sent
                     await self._conversation_state.load(context)
                     if reply is not None:
                         await self._send(context, question, reply)
                     else:
                         await context.send_activity(MessageFactory.text(UNAVAILABLE_TEXT))
                         await self.record(context, SOURCE_FALLBACK)
-                    await self._conversation_state.save_changes(context)
+                    sent = True
+                    try:
+                        await self._conversation_state.save_changes(context)
+                    except Exception:
+                        # The user's next turn may have saved the conversation meanwhile (e-tag conflict): the answer
+                        # was delivered; only its place in the history (and for a rating) is lost.
+                        log.warning("could not keep a late answer in conversation state", exc_info=True)
 
-                await adapter.continue_conversation(conversation, send, self._app_id)
-                outcome = DELIVERED
+                try:
+                    await adapter.continue_conversation(conversation, send, self._app_id)
+                finally:
+                    outcome = DELIVERED if sent else DELIVERY_FAILED
             except asyncio.CancelledError:
-                outcome = CANCELLED
+                outcome = DELIVERED if sent else CANCELLED
                 if not task.done():
                     task.cancel()
                 raise

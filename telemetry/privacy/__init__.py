@@ -16,7 +16,7 @@ from telemetry.privacy.processors import (
     RedactingSpanProcessor,
     redact_span,
 )
-from telemetry.privacy.text import MAX_REDACTED_LENGTH, TRUNCATION_MARK, normalise, redact, redact_uncached, truncate
+from telemetry.privacy.text import MAX_REDACTED_LENGTH, TRUNCATION_MARK, normalise, redact, truncate
 
 __all__ = [
     "MAX_REDACTED_LENGTH",
@@ -30,7 +30,6 @@ __all__ = [
     "redact",
     "redact_attributes",
     "redact_span",
-    "redact_uncached",
     "span_attributes",
     "truncate",
 ]

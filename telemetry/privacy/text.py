@@ -80,13 +80,3 @@ def redact(text: str) -> str:
                 _redacted_long.clear()
             _redacted_long[text] = _redacted_long[clean] = clean
     return clean
-
-
-def redact_uncached(text: str) -> str:
-    """`redact` without its shortcuts: every pattern on every text (the reference the tests compare it with)."""
-    return substitute(normalise(truncate(text)))
-
-
-def scan(text: str) -> str:
-    """The patterns alone, on text of any length (what the linear-time tests measure)."""
-    return substitute(text)

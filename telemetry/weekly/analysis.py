@@ -58,7 +58,8 @@ def _median_spacing(series: Iterable[Series]) -> float | None:
 def alert_episodes(firing: list[Series], for_state: list[Series], end: float) -> list[AlertEpisodes]:
     """Firing episodes from Prometheus' raw alert state: `firing` holds every evaluation that found an alert firing
     (ALERTS{alertstate="firing"}[range]), `for_state` the same evaluations' ALERTS_FOR_STATE, whose value is the time
-    the episode became active. An episode ends when that value changes or evaluations stop finding the alert firing;
+    the episode became active. An episode ends when that value changes or, where it is unknown, when evaluations stop
+    finding the alert firing;
     it was resolved at the next evaluation (one evaluation interval after its last firing sample), unless that is
     past `end`: then it is still firing and counted up to `end`."""
     interval = _median_spacing(firing) or _median_spacing(for_state) or 0.0
@@ -71,8 +72,14 @@ def alert_episodes(firing: list[Series], for_state: list[Series], end: float) ->
         times = sorted(timestamp for timestamp, _ in item.points)
         runs: list[list[float]] = [[times[0]]]
         for previous, timestamp in pairwise(times):
-            new_activation = started_by_time.get(timestamp) != started_by_time.get(previous)
-            if timestamp - previous > interval * 1.5 or new_activation:
+            before, now = started_by_time.get(previous), started_by_time.get(timestamp)
+            if before is not None and now is not None:
+                # The activation time tells episodes apart; a gap with the same one is a late evaluation of a busy
+                # Prometheus, not a resolution.
+                split = before != now
+            else:
+                split = timestamp - previous > interval * 1.5 or before != now
+            if split:
                 runs.append([])
             runs[-1].append(timestamp)
         episodes = []
