@@ -76,6 +76,8 @@ class Cluster:
     ingestion_connection_string: str
     instances: int = 3
     env: Mapping[str, str] = field(default_factory=dict)
+    # `memory` only makes sense with one instance: a baseline of what the shared store costs (loadtest/scaling.py).
+    store: str = "blob"
     members: list[Instance] = field(default_factory=list)
     balancer: Child | None = None
     balancer_port: int = 0
@@ -102,7 +104,7 @@ class Cluster:
             )
             env.update(
                 {
-                    "BOT_STATE_STORE": "blob",
+                    "BOT_STATE_STORE": self.store,
                     "AZURE_STORAGE_CONNECTION_STRING": self.storage_connection_string,
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                 }

@@ -91,18 +91,22 @@ def _cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
     return seconds
 
 
-def measure(workdir: Path, counts: list[int], users: int, seconds: float) -> list[dict[str, Any]]:
+def measure(
+    workdir: Path, counts: list[int], users: int, seconds: float, memory_baseline: bool = False
+) -> list[dict[str, Any]]:
     azurite = Azurite(workdir / "azurite")
     azurite.start()
     results = []
     try:
-        for count in counts:
+        runs = [(1, "memory")] if memory_baseline else []
+        for count, store in [*runs, *((count, "blob") for count in counts)]:
             cluster = Cluster(
-                workdir / f"cluster-{count}",
+                workdir / f"cluster-{store}-{count}",
                 azurite.connection_string,
                 "",  # no Application Insights export: the run measures the bot and its state store
                 count,
                 {"BOT_LOG_LEVEL": "WARNING"},
+                store,
             )
             try:
                 cluster.start()
@@ -123,7 +127,7 @@ def measure(workdir: Path, counts: list[int], users: int, seconds: float) -> lis
                 }
             finally:
                 cluster.stop()
-            result = {"instances": count, **result}
+            result = {"instances": count, "store": store, **result}
             print(json.dumps(result), flush=True)
             results.append(result)
     finally:
@@ -136,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per instance count (max 30)")
     parser.add_argument("--users", type=int, default=24, help="concurrent users (max 200)")
     parser.add_argument("--instances", default="1,2,3", help="instance counts to measure, comma-separated")
+    parser.add_argument(
+        "--memory-baseline", action="store_true", help="first one instance with BOT_STATE_STORE=memory, for comparison"
+    )
     arguments = parser.parse_args(argv)
     if not 1 <= arguments.seconds <= 30 or not 1 <= arguments.users <= 200:
         parser.error("--seconds must be 1-30 and --users 1-200")
@@ -145,14 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     counts = [int(part) for part in arguments.instances.split(",") if part.strip()]
     with tempfile.TemporaryDirectory(prefix="otel-chatbot-scaling-") as directory:
-        results = measure(Path(directory), counts, arguments.users, arguments.seconds)
+        results = measure(Path(directory), counts, arguments.users, arguments.seconds, arguments.memory_baseline)
     print(f"cores: {os.cpu_count()}")
-    print("| instances | turns/s | p50 ms | p95 ms | failed | CPU (cores) while measured |")
-    print("|---|---|---|---|---|---|")
+    print("| instances | store | turns/s | p50 ms | p95 ms | failed | CPU (cores) while measured |")
+    print("|---|---|---|---|---|---|---|")
     for row in results:
         cpu = ", ".join(f"{name} {share:g}" for name, share in row["cpu_cores"].items())
         print(
-            f"| {row['instances']} | {row['turns_per_second']} | {row['p50_ms']} | {row['p95_ms']} | {row['failed']} "
+            f"| {row['instances']} | {row['store']} | {row['turns_per_second']} | {row['p50_ms']} | {row['p95_ms']} "
+            f"| {row['failed']} "
             f"| {cpu} |"
         )
     return 0
