@@ -33,7 +33,7 @@ from typing import Any
 from botbuilder.core import BotState, ConversationState, Middleware, TurnContext
 from botbuilder.schema import Activity, ActivityEventNames, ActivityTypes, ResourceResponse
 
-from bot.storage import NoObserver, StorageObserver, is_conflict
+from bot.storage import ABSENT_IN_TURN, NoObserver, StorageObserver, is_conflict
 
 log = logging.getLogger("bot.storage.turns")
 
@@ -84,7 +84,9 @@ class ConversationTurnGuard(Middleware):
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
         if is_proactive(context.activity):
             # A turn the bot starts itself (continue_conversation: a late answer) is no delivery a channel repeats;
-            # its code sends and saves on its own terms and must see its sends fail (bot/answers/turn.py).
+            # its code sends and saves on its own terms and must see its sends fail (bot/answers/turn.py). Its task
+            # was started by a turn and inherited that turn's record of absent keys: not valid now.
+            ABSENT_IN_TURN.set(None)
             await logic()
             return
         conversation = context.activity.conversation.id if context.activity.conversation else None
@@ -116,6 +118,7 @@ class ConversationTurnGuard(Middleware):
         own buffer); a turn that failed leaves none."""
         activity = context.activity
         for run in range(1, MAX_TURN_RUNS + 1):
+            ABSENT_IN_TURN.set(set())  # each run reads afresh
             for state in self._states:
                 await state.load(context, force=run > 1)
             # An invoke's answer is its HTTP response: a repeated invoke needs one, so invokes are not deduplicated.
