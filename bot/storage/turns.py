@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -39,7 +40,10 @@ log = logging.getLogger("bot.storage.turns")
 
 PROCESSED_PROPERTY = "ProcessedActivityIds"
 PROCESSED_WINDOW = 64
-MAX_TURN_RUNS = 10
+# A turn runs again until it saves, within these bounds: a busy conversation on busy instances may take several
+# runs (each loses to a turn saved elsewhere meanwhile), and the channel waits 15 s for the HTTP answer.
+MAX_TURN_RUNS = 30
+RERUN_BUDGET_SECONDS = 8.0
 # Between reruns: jittered and doubling (10 ms, 20 ms, ... 640 ms at most), so that a turn on a slow instance is not
 # starved by a quick series of turns of the same conversation on another.
 RERUN_BACKOFF_SECONDS = 0.01
@@ -117,6 +121,7 @@ class ConversationTurnGuard(Middleware):
         """Runs the turn until its state is saved, its replies held in `held` (or, for expectReplies, botbuilder's
         own buffer); a turn that failed leaves none."""
         activity = context.activity
+        started = time.monotonic()
         for run in range(1, MAX_TURN_RUNS + 1):
             ABSENT_IN_TURN.set(set())  # each run reads afresh
             for state in self._states:
@@ -143,7 +148,7 @@ class ConversationTurnGuard(Middleware):
                     raise StateConflictError(
                         "the conversation changed after part of this turn's state was saved"
                     ) from error  # (its conversation state saved, its user state stale)
-                if run == MAX_TURN_RUNS:
+                if run == MAX_TURN_RUNS or time.monotonic() - started > RERUN_BUDGET_SECONDS:
                     raise StateConflictError(f"the conversation changed under this turn {run} times") from error
                 self._observer.rerun(context)
                 await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * 2 ** min(run, 6)))
