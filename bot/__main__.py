@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
 import sys
@@ -22,7 +23,8 @@ from aiohttp import web
 from dotenv import find_dotenv, load_dotenv
 
 from bot import runtime
-from bot.settings import MAX_WORKERS, ConfigError, Settings, whole_number
+from bot.settings import MAX_WORKERS, MEMORY_NOT_SHARED, ConfigError, Settings, whole_number
+from bot.storage import STORE_MEMORY
 from bot.workers import StartError, WorkerRole, check_supervisable, supervise
 
 if TYPE_CHECKING:
@@ -134,16 +136,19 @@ async def serve(
 def run(settings: Settings, telemetry_config: TelemetryConfig, worker: WorkerRole | None = None) -> int:
     """One process serving the bot: `python -m bot`, or one worker of `python -m bot --workers N`."""
     # Imported here: a supervisor of worker processes needs none of the telemetry SDKs.
-    from bot.state import SqliteStateStorage
+    from bot.storage import STORE_BLOB, STORE_SQLITE, build_storage
     from telemetry.setup import configure
 
-    storage = None
-    if settings.state_db:
-        try:
-            storage = SqliteStateStorage(settings.state_db)
-        except (OSError, sqlite3.Error) as error:
-            print(f"otel-chatbot cannot start: BOT_STATE_DB: {error}", file=sys.stderr)
-            return 1
+    if settings.state_store == STORE_SQLITE and not settings.state_db:
+        print("otel-chatbot cannot start: BOT_STATE_DB: BOT_STATE_STORE=sqlite needs the SQLite file", file=sys.stderr)
+        return 2
+    try:
+        # A blob store is built by the app, on its event loop (bot/app.py).
+        storage = build_storage(settings) if settings.state_store != STORE_BLOB else None
+    except (OSError, sqlite3.Error, ValueError) as error:
+        variable = "BOT_STATE_DB" if settings.state_store == STORE_SQLITE else "BOT_STATE_STORE"
+        print(f"otel-chatbot cannot start: {variable}: {error}", file=sys.stderr)
+        return 1
     telemetry = configure(telemetry_config)
     telemetry.install_globals()
     try:
@@ -154,8 +159,9 @@ def run(settings: Settings, telemetry_config: TelemetryConfig, worker: WorkerRol
     finally:
         with contextlib.suppress(Exception):
             telemetry.shutdown()
-        if storage is not None:
-            storage.close()
+        close = getattr(storage, "close", None)
+        if close is not None:
+            close()
     if worker is None:  # a supervisor of workers says it itself
         print("otel-chatbot: stopped", flush=True)
     return 0
@@ -207,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         telemetry_config = TelemetryConfig.from_env()
         workers = arguments.workers or settings.workers
+        if workers > 1 and os.environ.get("BOT_STATE_STORE", "").strip().lower() == STORE_MEMORY:
+            raise ConfigError("BOT_STATE_STORE", MEMORY_NOT_SHARED)
         if workers > 1:
             check_supervisable(settings)
     except ConfigError as error:

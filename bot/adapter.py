@@ -14,6 +14,8 @@ from botframework.connector import Channels
 from bot import compat, fastpath
 from bot.fastpath.schema_codec import FastTurnResults
 from bot.settings import Settings
+from bot.storage import StateStoreError
+from bot.storage.turns import StateConflictError
 
 log = logging.getLogger("bot.adapter")
 
@@ -45,10 +47,17 @@ class ChatAdapter(compat.AsyncChannelReplies, FastTurnResults, CloudAdapter):
         The exception itself is already on the turn's span (the telemetry middleware saw it pass)."""
         # No traceback here: the exception is recorded once, on the turn's span (Application Insights `exceptions`).
         log.error("unhandled error in a %s turn: %s", context.activity.type, type(error).__name__)
+        if isinstance(error, StateStoreError | StateConflictError):
+            # These messages name the store and the cause, never an id or a text: the operator's first clue.
+            log.error("%s", error)
         if self._conversation_state is not None:
             # The conversation state may be what broke the turn (a dialog stuck in an error loop): start afresh.
             await self._conversation_state.clear_state(context)
-            await self._conversation_state.delete(context)
+            try:
+                await self._conversation_state.delete(context)
+            except StateStoreError as store_error:
+                # The store may be what failed: the apology below must still reach the user.
+                log.error("could not reset the conversation state: %s", store_error)
         try:
             await context.send_activity(ERROR_MESSAGE)
             if context.activity.channel_id == Channels.emulator:

@@ -25,6 +25,10 @@ from bot.refusals import REFUSAL_LOG, REFUSAL_MESSAGE, RefusalLog, log_refusals
 from bot.routes import RouteFactory, shipped_routes
 from bot.routing import Router
 from bot.settings import Settings
+from bot.storage import STORE_BLOB
+from bot.storage.blob import BlobStateStorage
+from bot.storage.observed import ObservedStorage
+from bot.storage.turns import ConversationTurnGuard
 
 log = logging.getLogger("bot.app")
 
@@ -165,7 +169,13 @@ def create_app(
     """The bot's web application. `instrumentation` (telemetry's is telemetry.wiring.instrument) wraps it from
     outside; without it no telemetry code is imported. `routes` builds how messages are answered (bot/routes.py)."""
     hooks: Instrumentation = instrumentation or NoInstrumentation()
+    network_store: BlobStateStorage | None = None
+    if storage is None and settings.state_store == STORE_BLOB:
+        # Built here (no I/O yet): its client belongs to the app's event loop and is closed with the app.
+        storage = network_store = BlobStateStorage.from_settings(settings, hooks.storage_observer)
     storage = storage or MemoryStorage()
+    if hooks.storage_observer is not None and not isinstance(storage, BlobStateStorage):  # that one observes itself
+        storage = ObservedStorage(storage, settings.state_store, hooks.storage_observer)
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     telemetry_client = hooks.telemetry_client or NullTelemetryClient()
@@ -181,6 +191,7 @@ def create_app(
     router = Router(routes(user_state, telemetry_client))
     bot = ChatBot(conversation_state, user_state, router, telemetry_client, answers)
     faults = FaultInjection(settings.faults, telemetry_client)
+    turn_guard = ConversationTurnGuard(conversation_state, [user_state], hooks.storage_observer)
 
     # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.
     middlewares = [*hooks.http_middlewares, log_refusals]
@@ -194,7 +205,8 @@ def create_app(
             connector=connector, trace_configs=list(hooks.client_trace_configs)
         ) as session:
             # Telemetry first, so it sees what the fault injection does to a turn.
-            middleware = [*hooks.turn_middlewares, faults]
+            # The guard innermost: a turn it reruns is one turn for telemetry and fault injection.
+            middleware = [*hooks.turn_middlewares, faults, turn_guard]
             adapter = ChatAdapter(settings, session, conversation_state, middleware)
             app[RUNTIME] = BotRuntime(settings=settings, bot=bot, adapter=adapter, faults=faults)
             if answers is None:
@@ -208,6 +220,13 @@ def create_app(
                 await answers.close()
 
     app.cleanup_ctx.append(channel_session)
+    if network_store is not None:
+        store = network_store
+
+        async def close_store(_: web.Application) -> None:
+            await store.aclose()
+
+        app.on_cleanup.append(close_store)
     app.router.add_route("*", MESSAGES_ROUTE, messages)
     app.router.add_get("/healthz", healthz)
     return app

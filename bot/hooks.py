@@ -20,6 +20,8 @@ import aiohttp
 from aiohttp import web
 from botbuilder.core import BotTelemetryClient, Middleware
 
+from bot.storage import StorageObserver
+
 # A refused request's response carries why (read by telemetry's HTTP middleware and the refusal log).
 REJECTION = web.ResponseKey("bot.request.rejection", str)
 # ... and a request that failed authentication why that failed.
@@ -50,6 +52,11 @@ class Instrumentation(Protocol):
         ...
 
     @property
+    def storage_observer(self) -> StorageObserver | None:
+        """Told about every call of a network state store and every rerun or redelivery of a turn (bot/storage)."""
+        ...
+
+    @property
     def answer_observer(self) -> Any:
         """What the answer engine tells about model calls, answers and ratings (bot.answers.observer.AnswerObserver);
         None: nothing."""
@@ -64,6 +71,7 @@ class NoInstrumentation:
     turn_middlewares: Sequence[Middleware] = ()
     telemetry_client: BotTelemetryClient | None = None
     client_trace_configs: Sequence[aiohttp.TraceConfig] = ()
+    storage_observer: StorageObserver | None = None
     answer_observer: Any = None
 
 

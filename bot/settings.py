@@ -6,17 +6,21 @@ Telemetry reads its own settings from the same environment (telemetry/config.py)
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 from bot.answers.config import ModelSettings
 from bot.envparse import ConfigError, parse_bool, parse_count, parse_number, parse_port, whole_number
 from bot.faults import FaultSettings
+from bot.storage import STORE_BLOB, STORE_MEMORY, STORE_SQLITE, STORES
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 MAX_WORKERS = 64
+MEMORY_NOT_SHARED = "memory is private to one process; worker processes need sqlite or blob"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class Settings:
     workers: int = 1
     worker_timeout_seconds: float = 10.0
     state_db: str = ""
+    state_store: str = "memory"
+    blob_connection_string: str = field(default="", repr=False)
+    blob_account_url: str = ""
+    blob_container: str = "bot-state"
     faults: FaultSettings = field(default_factory=FaultSettings)
     model: ModelSettings | None = None  # the optional language model (bot/answers); None: knowledge base only
 
@@ -106,6 +114,7 @@ class Settings:
             workers=parse_count(env, "BOT_WORKERS", 1, 1, MAX_WORKERS),
             worker_timeout_seconds=parse_number(env, "BOT_WORKER_TIMEOUT_SECONDS", 10.0, 2.0, 600.0),
             state_db=_state_db(env),
+            **_state_store(env),
             faults=FaultSettings(
                 error_ratio=parse_number(env, "BOT_FAULT_ERROR_RATIO", 0.0, 0.0, 1.0),
                 delay_ratio=parse_number(env, "BOT_FAULT_DELAY_RATIO", 0.0, 0.0, 1.0),
@@ -120,6 +129,63 @@ def _state_db(env: Mapping[str, str]) -> str:
     if value and not os.path.isdir(os.path.dirname(os.path.abspath(value))):
         raise ConfigError("BOT_STATE_DB", f"the directory of {value!r} does not exist")
     return value
+
+
+_CONTAINER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _state_store(env: Mapping[str, str]) -> dict[str, str]:
+    """BOT_STATE_STORE and the blob settings; the store itself is built by bot.storage.build_storage."""
+    store = env.get("BOT_STATE_STORE", "").strip().lower()
+    state_db = env.get("BOT_STATE_DB", "").strip()
+    several = parse_count(env, "BOT_WORKERS", 1, 1, MAX_WORKERS) > 1
+    if not store:
+        # Before this setting, BOT_STATE_DB (or worker processes) alone chose SQLite.
+        store = STORE_SQLITE if state_db or several else STORE_MEMORY
+    if store not in STORES:
+        raise ConfigError("BOT_STATE_STORE", f"expected one of {', '.join(STORES)}, got {store!r}")
+    if store == STORE_MEMORY and several:
+        raise ConfigError("BOT_STATE_STORE", MEMORY_NOT_SHARED)
+    connection_string = env.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
+    account_url = env.get("BOT_STATE_BLOB_ACCOUNT_URL", "").strip().rstrip("/")
+    container = env.get("BOT_STATE_BLOB_CONTAINER", "").strip() or "bot-state"
+    if store == STORE_BLOB:
+        if connection_string and account_url:
+            raise ConfigError(
+                "BOT_STATE_BLOB_ACCOUNT_URL", "set either it (managed identity) or AZURE_STORAGE_CONNECTION_STRING"
+            )
+        if not connection_string and not account_url:
+            raise ConfigError(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "BOT_STATE_STORE=blob needs it (or BOT_STATE_BLOB_ACCOUNT_URL with a managed identity)",
+            )
+        if connection_string:
+            pairs = [part.split("=", 1) for part in connection_string.split(";") if part.strip()]
+            names = {pair[0].strip() for pair in pairs if len(pair) == 2}
+            if len(names) != len(pairs) or not names & {"BlobEndpoint", "AccountName", "UseDevelopmentStorage"}:
+                raise ConfigError(
+                    "AZURE_STORAGE_CONNECTION_STRING",
+                    "expected Name=value pairs separated by ';' with BlobEndpoint or AccountName",
+                )
+        if account_url:
+            url = urlsplit(account_url)
+            local = url.hostname in ("127.0.0.1", "localhost", "::1")
+            if (url.scheme != "https" and not (url.scheme == "http" and local)) or not url.hostname:
+                raise ConfigError(
+                    "BOT_STATE_BLOB_ACCOUNT_URL",
+                    f"expected https://<account>.blob.core.windows.net, got {account_url!r}",
+                )
+        if not _CONTAINER_NAME.fullmatch(container):
+            raise ConfigError(
+                "BOT_STATE_BLOB_CONTAINER",
+                f"expected 3-63 lowercase letters, digits and single hyphens, got {container!r}",
+            )
+    return {
+        "state_store": store,
+        "blob_connection_string": connection_string,
+        "blob_account_url": account_url,
+        "blob_container": container,
+    }
 
 
 def _basic_auth(env: Mapping[str, str]) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 from botbuilder.core import Storage
 
+from bot.storage import StateConflict
+
 DIALOG_STATE_PROPERTY = "DialogState"
 FEEDBACK_PROFILE_PROPERTY = "FeedbackProfile"
 
@@ -55,6 +57,8 @@ class SqliteStateStorage(Storage):
     The worker processes of `python -m bot --workers N` share it: a conversation's turns land on whichever worker the
     kernel picked for the connection. Same contract as `MemoryStorage`: read returns stored items, write refuses an
     item whose e-tag is neither `*` nor the stored one (KeyError "Etag conflict"), every write stores a new e-tag.
+    Unlike `MemoryStorage`, an item without e-tag (read as absent) is refused if it exists by then, as in the blob
+    store (bot/storage/blob.py): the first turns of a conversation must not overwrite each other.
     Items are pickled: the file is private to the bot (created 0600), as the memory of `MemoryStorage` is. Its calls
     run off the event loop, on one thread per process. Across hosts use a network storage (Cosmos DB, Blob storage).
     """
@@ -122,7 +126,9 @@ class SqliteStateStorage(Storage):
                 if new_etag == "":
                     raise Exception("storage.write(): etag missing")
                 if stored_etag is not None and new_etag is not None and new_etag not in ("*", stored_etag):
-                    raise KeyError(f"Etag conflict.\nOriginal: {new_etag}\r\nCurrent: {stored_etag}")
+                    raise StateConflict(f"Etag conflict.\nOriginal: {new_etag}\r\nCurrent: {stored_etag}")
+                if stored_etag is not None and new_etag is None:  # read as absent, created meanwhile by another
+                    raise StateConflict("Etag conflict: the item was created since it was read")
                 etag = uuid.uuid4().hex
                 if isinstance(new_value, dict):
                     new_value["e_tag"] = etag

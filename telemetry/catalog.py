@@ -2,7 +2,8 @@
 
 This module is the single source of truth. Instrumentation code, docs/telemetry.md, dashboards, alert rules and
 queries use these names; tests prove they match. It holds data only and imports nothing heavy (the bot's
-vocabulary comes from bot/vocabulary.py, data only too).
+vocabulary comes from bot/vocabulary.py, data only too). It is longer than the other modules on purpose: one file
+to read for every name, in sections (attributes, metrics, spans, events, then the language model).
 """
 
 from __future__ import annotations
@@ -663,3 +664,76 @@ EVENT_EVALUATION = Event(
     ),
 )
 GENAI_EVENTS: tuple[Event, ...] = (EVENT_EVALUATION,)
+
+# ---- conversation state store (BOT_STATE_STORE; bot/storage) -------------------------------------------------------
+STATE_STORE = "bot.state.store"
+STATE_OPERATION = "bot.state.operation"
+STATE_OUTCOME = "bot.state.outcome"
+STATE_STORES = ("memory", "sqlite", "blob")  # bot.storage.STORES
+STATE_OPERATIONS = ("read", "write", "delete", "create_container")
+STATE_OUTCOMES = ("success", "not_found", "conflict", "error")  # bot.storage.OUTCOME_*
+AZURE_NAMESPACE = "az.namespace"  # Azure SDK semantic conventions; Application Insights types the dependency by it
+AZURE_NAMESPACE_STORAGE = "Microsoft.Storage"
+
+ATTRIBUTES = (
+    *ATTRIBUTES,
+    Attribute(STATE_STORE, "Where conversation and user state live (BOT_STATE_STORE)", STATE_STORES),
+    Attribute(
+        STATE_OPERATION,
+        "A call of the state store: read, write or delete one item (blob: one blob), or create the blob container",
+        STATE_OPERATIONS,
+    ),
+    Attribute(
+        STATE_OUTCOME,
+        "How a state store call ended: not_found (an item never written), conflict (stale e-tag, HTTP 412/409), "
+        "error (unreachable, refused, malformed)",
+        STATE_OUTCOMES,
+    ),
+)
+
+STATE_OPERATION_DURATION = Metric(
+    "bot.state.operation.duration",
+    Instrument.HISTOGRAM,
+    "s",
+    "Duration of each call of the conversation state store (a blob read, write or delete; memory and sqlite: a "
+    "whole read or write)",
+    (STATE_STORE, STATE_OPERATION, STATE_OUTCOME),
+    DURATION_BUCKETS,
+)
+STATE_CONFLICTS = Metric(
+    "bot.state.conflicts",
+    Instrument.COUNTER,
+    "{conflict}",
+    "Writes refused because another turn changed the item since it was read (stale e-tag); the turn reran",
+)
+STATE_TURN_RERUNS = Metric(
+    "bot.state.turn.reruns",
+    Instrument.COUNTER,
+    "{run}",
+    "Turns run again on fresh state after a conflict (their held-back replies were dropped, not sent)",
+)
+STATE_REDELIVERIES = Metric(
+    "bot.state.redeliveries",
+    Instrument.COUNTER,
+    "{activity}",
+    "Activities delivered again (an id already answered in the conversation): acknowledged, not answered again",
+)
+STATE_METRICS: tuple[Metric, ...] = (
+    STATE_OPERATION_DURATION,
+    STATE_CONFLICTS,
+    STATE_TURN_RERUNS,
+    STATE_REDELIVERIES,
+)
+METRICS = (*METRICS, *STATE_METRICS)
+
+# CLIENT span, one per call of the blob state store (memory and sqlite calls are measured, not traced)
+SPAN_STATE_READ = "BlobStorage read"
+SPAN_STATE_WRITE = "BlobStorage write"
+SPAN_STATE_DELETE = "BlobStorage delete"
+SPAN_STATE_CREATE_CONTAINER = "BlobStorage create_container"
+STATE_SPANS = {
+    "read": SPAN_STATE_READ,
+    "write": SPAN_STATE_WRITE,
+    "delete": SPAN_STATE_DELETE,
+    "create_container": SPAN_STATE_CREATE_CONTAINER,
+}

@@ -12,10 +12,12 @@ import aiohttp
 from botbuilder.core import BotTelemetryClient, Middleware
 from yarl import URL
 
+from telemetry import catalog
 from telemetry.aiohttp_server import server_middleware
 from telemetry.botframework import OpenTelemetryBotTelemetryClient, TurnTelemetryMiddleware, channel_reply_telemetry
 from telemetry.genai import GenAITelemetry
 from telemetry.setup import Telemetry
+from telemetry.storage import StorageTelemetry
 
 _CONVERSATION_PATH = re.compile(r"/v3/conversations/[^/]+(/activities)?(/[^/]+)?")
 # A path segment of a serviceUrl kept as it is: short lowercase words such as Teams' regional "/amer/" or "/teams/".
@@ -56,6 +58,8 @@ class TelemetryHooks:
     turn_middlewares: Sequence[Middleware] = ()
     telemetry_client: BotTelemetryClient | None = None
     client_trace_configs: Sequence[aiohttp.TraceConfig] = field(default_factory=tuple)
+    # bot.storage.StorageObserver: traces and measures every call of a network state store (telemetry/storage.py)
+    storage_observer: StorageTelemetry | None = None
     # The answer engine's telemetry (bot.answers.observer.AnswerObserver); None: none recorded.
     answer_observer: Any = None
 
@@ -70,5 +74,9 @@ def instrument(telemetry: Telemetry) -> TelemetryHooks:
         turn_middlewares=(TurnTelemetryMiddleware(telemetry),),
         telemetry_client=OpenTelemetryBotTelemetryClient(telemetry),
         client_trace_configs=(channel_reply_telemetry(telemetry.tracer, telemetry.instruments, reply_url),),
+        storage_observer=StorageTelemetry(
+            telemetry.tracer,
+            telemetry.meter_provider.get_meter(catalog.INSTRUMENTATION_SCOPE, telemetry.config.service_version),
+        ),
         answer_observer=GenAITelemetry(telemetry),
     )

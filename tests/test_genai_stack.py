@@ -5,7 +5,6 @@ has data, and the tokens agree three ways (what the model served = Prometheus = 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
-from tests.support.prometheus import PROMETHEUS_DIR, Prometheus, stack
+from tests.support.prometheus import PROMETHEUS_DIR, fill_grafana_variables, has_data, panel_queries, stack
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "infra" / "grafana" / "dashboards" / "genai.json"
 GENAI_RULES = PROMETHEUS_DIR / "rules" / "genai.yml"
@@ -41,26 +40,6 @@ async def genai_bot(
     env = model.bot_env(BOT_MODEL_PROACTIVE_AFTER_SECONDS="0.3")
     async with running_bot(env, connection_string=ingestion.connection_string, storage=tmp_path / "ai") as bot:
         yield bot
-
-
-def panel_queries() -> list[tuple[str, str]]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", []) if t.get("expr")]
-
-
-def substitute(promql: str) -> str:
-    for variable, value in (
-        ("$__rate_interval", "10s"),
-        ("$__range", "5m"),
-        ("$environment", ".*"),
-        ("$instance", ".*"),
-    ):
-        promql = promql.replace(variable, value)
-    return promql
-
-
-async def has_data(prometheus: Prometheus, promql: str) -> bool:
-    return bool(await asyncio.to_thread(prometheus.query, promql))
 
 
 def application_insights_tokens(envelopes: list[dict[str, Any]]) -> dict[str, float]:
@@ -110,8 +89,8 @@ async def test_the_model_path_in_prometheus_and_application_insights(
             if record == "chatbot:genai_tokens:increase1h":
                 continue  # an increase over the fast 1 m window: checked below through the tokens themselves
             await wait_until_async(partial(has_data, prometheus, record), timeout=30, message=record)
-        for title, promql in panel_queries():
-            query = substitute(promql)
+        for title, promql in panel_queries(DASHBOARD):
+            query = fill_grafana_variables(promql, "5m")
             await wait_until_async(partial(has_data, prometheus, query), timeout=30, message=f"{title}: {query}")
 
         # Tokens three ways: what the stand-in served, what Prometheus scraped, what Application Insights got.

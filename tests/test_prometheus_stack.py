@@ -26,6 +26,9 @@ from tests.support.prometheus import (
     RULE_FILES,
     RUNBOOK_BASE_URL_UNDER_TEST,
     Prometheus,
+    fill_grafana_variables,
+    has_data,
+    panel_queries,
     stack,
     tool,
 )
@@ -95,36 +98,6 @@ class Traffic:
             await asyncio.gather(*tasks)
 
 
-async def _has_data(prometheus: Prometheus, promql: str) -> bool:
-    result = await asyncio.to_thread(prometheus.query, promql)
-    return bool(result)
-
-
-def _panel_queries() -> list[tuple[str, str]]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    panels = list(dashboard["panels"])
-    queries = []
-    while panels:
-        panel = panels.pop()
-        panels.extend(panel.get("panels", []))
-        for target in panel.get("targets", []):
-            if target.get("expr"):
-                queries.append((panel.get("title", "?"), target["expr"]))
-    return queries
-
-
-def _substitute(promql: str) -> str:
-    for variable, value in (
-        ("$__rate_interval", "10s"),
-        ("$__interval", "2s"),
-        ("$__range", "1m"),
-        ("$environment", ".*"),
-        ("$instance", ".*"),
-    ):
-        promql = promql.replace(variable, value)
-    return promql
-
-
 @pytest.fixture
 async def scraped_bot(
     ingestion: IngestionStandIn, azure_sdk_offline: None, monkeypatch: pytest.MonkeyPatch
@@ -136,7 +109,7 @@ async def scraped_bot(
         yield bot
 
 
-async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has_data(
+async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panelhas_data(
     scraped_bot: RunningBot, channel: ChannelStandIn, tmp_path: Path
 ) -> None:
     target = scraped_bot.metrics_url.removeprefix("http://").removesuffix("/metrics")
@@ -146,19 +119,21 @@ async def test_prometheus_scrapes_the_bot_and_every_recording_rule_and_panel_has
             await wait_until_async(
                 lambda: [t for t in prometheus.targets() if t["health"] == "up"], timeout=20, message="target up"
             )
+            # A target turns healthy before its scrape's samples are committed: wait for the sample itself.
+            await wait_until_async(partial(has_data, prometheus, 'up{job="chatbot"}'), timeout=20, message="up")
             (up,) = await asyncio.to_thread(prometheus.query, 'up{job="chatbot"}')
             assert up["metric"]["environment"] == "test"
             assert up["value"][1] == "1"
             for record in records:
-                await wait_until_async(partial(_has_data, prometheus, record), timeout=60, message=record)
-            for title, promql in _panel_queries():
+                await wait_until_async(partial(has_data, prometheus, record), timeout=60, message=record)
+            for title, promql in panel_queries(DASHBOARD):
                 if "ALERTS" in promql:  # needs an alert that fired: the fault test checks these panels
                     continue
                 if AUTH_FAILURES in promql:  # needs a bot with an app id: the auth-failure test checks these
                     continue
-                query = _substitute(promql)
+                query = fill_grafana_variables(promql)
                 await wait_until_async(
-                    partial(_has_data, prometheus, query), timeout=60, message=f"panel {title!r}: {query}"
+                    partial(has_data, prometheus, query), timeout=60, message=f"panel {title!r}: {query}"
                 )
     assert len(records) >= 15
 
@@ -215,13 +190,13 @@ async def test_injected_faults_fire_alerts_that_alertmanager_delivers_and_that_r
                     partial(webhook.notified, alert, "resolved"), switched, 30, f"{alert} resolution delivered"
                 )
             # The dashboard's MTTR: one firing episode per alert, firing for less than the whole test.
-            mttr = [promql for title, promql in _panel_queries() if title == "MTTR"]
+            mttr = [promql for title, promql in panel_queries(DASHBOARD) if title == "MTTR"]
             assert len(mttr) == 2
             elapsed = time.monotonic() - began
             for promql in mttr:
                 # The panel samples the alert state at the shipped evaluation interval (15 s); this stack evaluates
                 # every second, and its episodes can be shorter than 15 s.
-                query = _substitute(promql.replace("$__range", "10m")).replace("15s", "1s").replace("* 15)", "* 1)")
+                query = fill_grafana_variables(promql, "10m").replace("15s", "1s").replace("* 15)", "* 1)")
                 found = await asyncio.to_thread(prometheus.query, query)
                 values = {item["metric"].get("alertname", "all"): float(item["value"][1]) for item in found}
                 assert set(values) >= ({"all"} if "sum(" in promql else set(alerts)), values
@@ -279,11 +254,12 @@ async def test_a_surge_of_failed_authentication_fires_its_alert_and_it_resolves(
             counted = {item["metric"]["bot_auth_failure"]: float(item["value"][1]) for item in reasons}
             assert set(counted) == {"missing", "malformed"}
             assert sum(counted.values()) <= sent
-            panels = [(title, promql) for title, promql in _panel_queries() if AUTH_FAILURES in promql]
+            panels = [(title, promql) for title, promql in panel_queries(DASHBOARD) if AUTH_FAILURES in promql]
             assert panels
             for title, promql in panels:
                 # A minute's window: the probe has just stopped, and a 10 s rate could already read nothing.
-                found = await asyncio.to_thread(prometheus.query, _substitute(promql).replace("[10s]", "[1m]"))
+                query = fill_grafana_variables(promql).replace("[10s]", "[1m]")
+                found = await asyncio.to_thread(prometheus.query, query)
                 assert {item["metric"].get("bot_auth_failure") for item in found} == set(counted), title
             stopped = time.monotonic()
             timings["resolved in Prometheus"] = await _seconds_until(

@@ -855,7 +855,7 @@ def test_runbook_links_are_absolute_under_one_configured_base() -> None:
     found = re.findall(r"^\s+runbook_url: '(.*)'$", text, re.MULTILINE)
     assert len(found) == len(alerts), "every alert has one runbook_url, in single quotes"
     links = dict(zip(alerts, found, strict=True))
-    assert len(links) == 9
+    assert len(links) == len(alerts), "an alert name used twice"
     for alert, link in links.items():
         # The label when Prometheus has it, the shipped base otherwise (promtool test rules has no external labels).
         assert link == f'{{{{ or $externalLabels.runbook_base_url "{base}" }}}}/{alert}.md', alert

@@ -33,6 +33,7 @@ if $want_tests; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
   command -v wrk >/dev/null || missing+=(wrk)  # the load generator of the performance benchmark
+  command -v haproxy >/dev/null || missing+=(haproxy)  # the balancer in front of the cluster drill's instances
   # The Web Chat test: Debian's Chromium (never a browser download), Node.js and npm for tests/webchat.
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v npm >/dev/null || missing+=(nodejs npm)
@@ -49,6 +50,12 @@ if $want_tests; then
     echo "==> installing npm packages (tests/webchat, npm ci)"
     (cd tests/webchat && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     cp tests/webchat/package-lock.json tests/webchat/node_modules/.installed-lock.json
+  fi
+  # Azurite, the Azure Storage emulator the blob state tests start (pinned 3.35.0: newer releases need Node 22).
+  if ! cmp -s infra/azurite/package-lock.json infra/azurite/node_modules/.installed-lock.json; then
+    echo "==> installing npm packages (infra/azurite, npm ci)"
+    (cd infra/azurite && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp infra/azurite/package-lock.json infra/azurite/node_modules/.installed-lock.json
   fi
 fi
 echo "==> ready: .venv/bin/python -m bot"

@@ -3,6 +3,7 @@ configuration and rules — their time windows shortened so alerts fire and reso
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -195,3 +196,31 @@ def stack(workdir: Path, scrape_target: str, with_alertmanager: bool = False) ->
             process.stop()
         if webhook is not None:
             webhook.stop()
+
+
+def panel_queries(dashboard_file: Path) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every panel of a Grafana dashboard, rows' panels included."""
+    panels = list(json.loads(dashboard_file.read_text())["panels"])
+    queries: list[tuple[str, str]] = []
+    while panels:
+        panel = panels.pop()
+        panels.extend(panel.get("panels", []))
+        queries.extend((panel.get("title", "?"), t["expr"]) for t in panel.get("targets", []) if t.get("expr"))
+    return queries
+
+
+def fill_grafana_variables(promql: str, range_: str = "1m") -> str:
+    """A dashboard query with Grafana's variables filled in for a Prometheus that scrapes every few seconds."""
+    for variable, value in (
+        ("$__rate_interval", "10s"),
+        ("$__interval", "2s"),
+        ("$__range", range_),
+        ("$environment", ".*"),
+        ("$instance", ".*"),
+    ):
+        promql = promql.replace(variable, value)
+    return promql
+
+
+async def has_data(prometheus: Prometheus, promql: str) -> bool:
+    return bool(await asyncio.to_thread(prometheus.query, promql))

@@ -1,0 +1,147 @@
+"""One conversation, several instances: turns that lose no update and redeliveries that are not answered twice.
+
+Channels deliver a conversation's activities to whichever instance the balancer picks, and retry an activity whose
+request timed out (the same activity id again). `ConversationTurnGuard`, a turn middleware, makes each turn behave
+as if the conversation's turns ran one after another:
+
+- **In one process** a conversation's turns take turns (a lock per conversation id, dropped when idle).
+- **Across instances, optimistic turns.** The turn runs on the state it read. Its replies are held back
+  (`HeldReplies` stands in for the adapter during the turn) until its state is saved; the save carries the e-tag
+  read (If-Match). If another turn of the conversation saved first, the save fails with a conflict (HTTP 412): the
+  held replies are dropped, the state is read again and the turn runs again on it, so the user only ever sees the
+  replies of the run that was saved. A turn that had already saved one state object (conversation) when the other (user) conflicted
+  cannot be rerun without running it twice: it fails with the usual apology (rare: one user in two conversations
+  at once).
+- **Redeliveries.** Except for invokes (whose answer is the HTTP response itself), the ids of the last
+  `PROCESSED_WINDOW` activities of a conversation are saved with its state, in the same write as the dialog stack.
+  An activity whose id is among them is acknowledged and not answered. A redelivery racing its original loses the
+  save to it, reruns, finds its id and stays silent.
+
+The window is by count per conversation: a redelivery arriving after `PROCESSED_WINDOW` newer activities of the
+same conversation would be answered again (channels retry within seconds). A turn that failed saves nothing, so its
+redelivery is answered: that is the retry the user needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from botbuilder.core import BotState, ConversationState, Middleware, TurnContext
+from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
+
+from bot.storage import NoObserver, StorageObserver, is_conflict
+
+log = logging.getLogger("bot.storage.turns")
+
+PROCESSED_PROPERTY = "ProcessedActivityIds"
+PROCESSED_WINDOW = 64
+MAX_TURN_RUNS = 10
+# Between reruns: jittered and doubling (10 ms, 20 ms, ... 640 ms at most), so that a turn on a slow instance is not
+# starved by a quick series of turns of the same conversation on another.
+RERUN_BACKOFF_SECONDS = 0.01
+
+
+class HeldReplies:
+    """The turn's adapter, except that what the turn sends is kept (in `replies`) instead of sent."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self.replies: list[Activity] = []
+
+    async def send_activities(self, context: TurnContext, activities: list[Activity]) -> list[ResourceResponse]:
+        self.replies.extend(activities)
+        return [ResourceResponse(id="") for _ in activities]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.adapter, name)
+
+
+class StateConflictError(RuntimeError):
+    """The conversation kept changing under this turn, or changed after part of the turn's state was saved."""
+
+
+class ConversationTurnGuard(Middleware):
+    def __init__(
+        self,
+        conversation_state: ConversationState,
+        other_states: Sequence[BotState] = (),
+        observer: StorageObserver | None = None,
+    ) -> None:
+        self._conversation_state = conversation_state
+        self._states: tuple[BotState, ...] = (conversation_state, *other_states)
+        self._processed = conversation_state.create_property(PROCESSED_PROPERTY)
+        self._observer = observer or NoObserver()
+        self._local: dict[str, list[Any]] = {}  # conversation id -> [lock, turns holding or awaiting it]
+
+    async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
+        conversation = context.activity.conversation.id if context.activity.conversation else None
+        adapter = context.adapter
+        held = HeldReplies(adapter)
+        context.adapter = held  # a public attribute of TurnContext; restored before anything else sends
+        try:
+            if not conversation:
+                await self._run(context, logic, held)
+            else:
+                # One turn of a conversation at a time in this process: only turns on other instances conflict.
+                entry = self._local.setdefault(conversation, [asyncio.Lock(), 0])
+                entry[1] += 1
+                try:
+                    async with entry[0]:
+                        await self._run(context, logic, held)
+                finally:
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._local[conversation]
+        finally:
+            context.adapter = adapter
+        # Sent once the state is saved, outside the lock: a slow channel holds up no other turn of the conversation.
+        if held.replies:
+            await adapter.send_activities(context, held.replies)
+
+    async def _run(self, context: TurnContext, logic: Callable[[], Awaitable[Any]], held: HeldReplies) -> None:
+        """Runs the turn until its state is saved, its replies held in `held` (or, for expectReplies, botbuilder's
+        own buffer); a turn that failed leaves none."""
+        activity = context.activity
+        for run in range(1, MAX_TURN_RUNS + 1):
+            for state in self._states:
+                await state.load(context, force=run > 1)
+            # An invoke's answer is its HTTP response: a repeated invoke needs one, so invokes are not deduplicated.
+            if activity.id and activity.type != ActivityTypes.invoke:
+                processed: list[str] = await self._processed.get(context, list)
+                if activity.id in processed:
+                    log.info("activity delivered again; answered before, so not again")
+                    self._observer.redelivery(context)
+                    return
+                processed.append(activity.id)
+                del processed[:-PROCESSED_WINDOW]
+                await self._processed.set(context, processed)
+            saved_before = self._fingerprints(context)
+            try:
+                await logic()
+            except Exception as error:
+                held.replies.clear()  # the run failed or is rerun: none of its replies are sent
+                context.buffered_reply_activities.clear()
+                if not is_conflict(error):
+                    raise
+                if self._fingerprints(context) != saved_before:
+                    raise StateConflictError(
+                        "the conversation changed after part of this turn's state was saved"
+                    ) from error  # (its conversation state saved, its user state stale)
+                if run == MAX_TURN_RUNS:
+                    raise StateConflictError(f"the conversation changed under this turn {run} times") from error
+                self._observer.rerun(context)
+                await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * 2 ** min(run, 6)))
+                continue
+            return
+
+    def _fingerprints(self, context: TurnContext) -> list[str | None]:
+        """Each state's last saved fingerprint: it changes exactly when botbuilder saved that state."""
+        fingerprints = []
+        for state in self._states:
+            cached = state.get_cached_state(context)
+            fingerprints.append(cached.hash if cached is not None else None)
+        return fingerprints
