@@ -9,9 +9,9 @@ as if the conversation's turns ran one after another:
   (`HeldReplies` stands in for the adapter during the turn) until its state is saved; the save carries the e-tag
   read (If-Match). If another turn of the conversation saved first, the save fails with a conflict (HTTP 412): the
   held replies are dropped, the state is read again and the turn runs again on it, so the user only ever sees the
-  replies of the run that was saved. A turn that had already saved one state object (conversation) when the other (user) conflicted
-  cannot be rerun without running it twice: it fails with the usual apology (rare: one user in two conversations
-  at once).
+  replies of the run that was saved. A turn that had already saved one state object (conversation) when the other
+  (user) conflicted cannot be rerun without running it twice: it fails with the usual apology (rare: one user in two
+  conversations at once).
 - **Redeliveries.** Except for invokes (whose answer is the HTTP response itself), the ids of the last
   `PROCESSED_WINDOW` activities of a conversation are saved with its state, in the same write as the dialog stack.
   An activity whose id is among them is acknowledged and not answered. A redelivery racing its original loses the

@@ -1,6 +1,7 @@
-// otel-chatbot on Azure: the bot on App Service (Linux, Python), an Azure Bot registration that reaches it with a
-// user-assigned managed identity (no password), workspace-based Application Insights with retention, the seed's
-// alerts, read-only access for an operators' group, a workbook and a KQL query pack.
+// otel-chatbot on Azure: the bot on App Service (Linux, Python) with an autoscaling plan, its conversation state in
+// Blob Storage shared by every instance, an Azure Bot registration that reaches it with a user-assigned managed
+// identity (no password, no storage key), workspace-based Application Insights with retention, the seed's alerts,
+// read-only access for an operators' group, a workbook and a KQL query pack.
 //
 //   azd up                                    (azure.yaml at the repository root; parameters: main.parameters.json)
 //   az deployment sub create -l <region> -f infra/azure/main.bicep -p environmentName=dev location=<region>
@@ -44,8 +45,41 @@ param pythonVersion string = '3.11'
   'P0v3'
   'P1v3'
 ])
-@description('App Service plan size. Basic or higher, because the bot needs Always On.')
-param appServiceSkuName string = 'B1'
+@description('App Service plan size. Standard (S1) is the smallest with autoscale; Basic runs minInstances instances (at most 3) with no autoscale setting.')
+param appServiceSkuName string = 'S1'
+
+@minValue(1)
+@maxValue(10)
+@description('Instances the plan always runs (the autoscale minimum and the count it starts with). Standard plans have at most 10.')
+param minInstances int = 1
+
+@minValue(1)
+@maxValue(10)
+@description('Instances autoscale may add up to when CPU is high (at least minInstances).')
+param maxInstances int = 3
+
+@minValue(1)
+@maxValue(100)
+@description('Average CPU percentage of the plan over 5 minutes above which autoscale adds an instance. Below cpuThresholdPercent, so the plan grows before the CPU alert fires.')
+param scaleOutCpuPercent int = 70
+
+@minValue(1)
+@maxValue(100)
+@description('Average CPU percentage of the plan over 10 minutes below which autoscale removes an instance. Keep it well under scaleOutCpuPercent: the remaining instances take the load of the removed one.')
+param scaleInCpuPercent int = 30
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+@description('Replication of the storage account that holds conversation and user state.')
+param stateStorageSkuName string = 'Standard_LRS'
+
+@minValue(1)
+@description('Days after its last write that a conversation or user state blob is deleted (a dialog idle that long starts again).')
+param stateRetentionDays int = 90
 
 @allowed([
   'F0'
@@ -190,6 +224,22 @@ module openAi 'modules/openai.bicep' = if (deployOpenAi) {
   }
 }
 
+// Conversation and user state shared by every instance (BOT_STATE_STORE=blob); the bot reaches it as its identity.
+module stateStorage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: allTags
+    accountName: 'st${resourceToken}'
+    containerName: 'bot-state'
+    skuName: stateStorageSkuName
+    retentionDays: stateRetentionDays
+    botPrincipalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
 module app 'modules/app.bicep' = {
   name: 'app'
   scope: rg
@@ -202,6 +252,12 @@ module app 'modules/app.bicep' = {
     pythonVersion: pythonVersion
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    minInstances: minInstances
+    maxInstances: maxInstances
+    scaleOutCpuPercent: scaleOutCpuPercent
+    scaleInCpuPercent: scaleInCpuPercent
+    stateBlobEndpoint: stateStorage.outputs.blobEndpoint
+    stateContainerName: stateStorage.outputs.containerName
     appInsightsName: monitoring.outputs.appInsightsName
     workspaceId: monitoring.outputs.workspaceId
     serviceName: serviceName
@@ -298,3 +354,4 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName
 output WORKBOOK_ID string = workbook.outputs.workbookId
+output BOT_STATE_STORAGE_ACCOUNT string = stateStorage.outputs.accountName

@@ -1,5 +1,5 @@
-// Linux App Service plan and the Python web app running `python -m bot`, with its logs and metrics sent to the
-// workspace. App settings are the variables the bot reads (bot/settings.py, telemetry/config.py) plus the ones the
+// Linux App Service plan (autoscaled on CPU) and the Python web app running `python -m bot`, with its logs and
+// metrics sent to the workspace. App settings are the variables the bot reads (bot/settings.py, telemetry/config.py) plus the ones the
 // platform needs to build and start it.
 
 param location string
@@ -10,6 +10,13 @@ param skuName string
 param pythonVersion string
 param identityId string
 param identityClientId string
+param minInstances int
+param maxInstances int
+param scaleOutCpuPercent int
+param scaleInCpuPercent int
+@description('Blob endpoint of the state storage account (https://<account>.blob.core.windows.net/).')
+param stateBlobEndpoint string
+param stateContainerName string
 param appInsightsName string
 param workspaceId string
 param serviceName string
@@ -20,6 +27,9 @@ param telemetryHashKey string
 @description('Azure OpenAI endpoint of the answer engine; empty: no model (the bot answers from its knowledge base).')
 param openAiEndpoint string = ''
 param openAiDeployment string = ''
+
+// Basic plans scale by hand only (up to 3 instances); Standard and Premium get the autoscale setting below.
+var autoscaleSupported = !startsWith(skuName, 'B')
 
 // App Service routes HTTPS traffic to this port inside the container; the bot listens on it (PORT, BOT_HOST).
 var botPort = '8000'
@@ -35,10 +45,12 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   kind: 'linux'
   sku: {
     name: skuName
+    // Where autoscale starts; it moves the count between minInstances and maxInstances afterwards.
+    capacity: autoscaleSupported ? minInstances : min(minInstances, 3)
   }
   properties: {
     reserved: true
-    // checkov:skip=CKV_AZURE_225: zone redundancy needs a Premium plan with at least three instances; a template bot starts on one Basic instance (raise appServiceSkuName for production)
+    // checkov:skip=CKV_AZURE_225: zone redundancy needs a Premium plan with at least three instances; the template starts on one Standard instance and scales out with load (raise appServiceSkuName and minInstances for production)
     zoneRedundant: false
   }
 }
@@ -87,12 +99,31 @@ var baseSettings = [
     value: '0'
   }
   {
-    // /home survives restarts, so telemetry that could not be sent yet is retried by the next process.
+    // Telemetry that could not be sent yet waits in a folder local to the instance, not under /home: /home is one
+    // network share mounted on every instance of the plan, and there the exporters and resend schedules of all
+    // instances would lease, expire and delete each other's files by their own clocks (a batch sent twice, or
+    // removed while another instance sends it) within one shared 50 MiB cap. The price: a batch stored during an
+    // ingestion outage is lost if its instance's container is replaced before the outage ends (docs/deploy-azure.md).
     name: 'BOT_TELEMETRY_STORAGE_DIRECTORY'
-    value: '/home/otel-chatbot/telemetry'
+    value: '/tmp/otel-chatbot/telemetry'
   }
   {
-    // azure-identity picks the bot's user-assigned identity with it (Entra ID ingestion when local auth is off).
+    // Conversation and user state in the shared container, so any instance can take any turn (docs/scaling.md).
+    name: 'BOT_STATE_STORE'
+    value: 'blob'
+  }
+  {
+    // No connection string: the bot authenticates as its managed identity (AZURE_CLIENT_ID below).
+    name: 'BOT_STATE_BLOB_ACCOUNT_URL'
+    value: stateBlobEndpoint
+  }
+  {
+    name: 'BOT_STATE_BLOB_CONTAINER'
+    value: stateContainerName
+  }
+  {
+    // azure-identity picks the bot's user-assigned identity with it (Entra ID ingestion when local auth is off, and
+    // the state store's DefaultAzureCredential).
     name: 'AZURE_CLIENT_ID'
     value: identityClientId
   }
@@ -153,7 +184,7 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
   properties: {
     // checkov:skip=CKV_AZURE_17: the Bot Connector presents no client certificate, so requiring one would block every message
     // checkov:skip=CKV_AZURE_222: the Bot Connector reaches the messaging endpoint over the public internet (no private endpoint for channels)
-    // checkov:skip=CKV_AZURE_212: one instance is the template's low-cost default; scale out with the plan when a bot goes to production
+    // checkov:skip=CKV_AZURE_212: instances come from the plan (minInstances, and its autoscale setting up to maxInstances); a per-site numberOfWorkers would pin a count that fights autoscale
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
@@ -174,6 +205,70 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       requestTracingEnabled: true
       appSettings: concat(baseSettings, hashKeySetting, openAiSettings)
     }
+  }
+}
+
+// Scale out on CPU, in when quiet. One instance at a time each way: a new instance needs a few minutes to start,
+// hence the cooldowns; scale-in waits longer and looks at a longer window, so a short lull does not remove capacity
+// the next burst needs. Autoscale itself declines a scale-in whose remaining instances would cross the scale-out
+// threshold (its flapping guard), which is why scaleInCpuPercent must stay well below scaleOutCpuPercent.
+resource autoscale 'Microsoft.Insights/autoscalesettings@2022-10-01' = if (autoscaleSupported) {
+  name: 'autoscale-${planName}'
+  location: location
+  tags: tags
+  properties: {
+    enabled: true
+    targetResourceUri: plan.id
+    profiles: [
+      {
+        name: 'cpu'
+        capacity: {
+          minimum: string(minInstances)
+          maximum: string(maxInstances)
+          default: string(minInstances)
+        }
+        rules: [
+          {
+            metricTrigger: {
+              metricName: 'CpuPercentage'
+              metricNamespace: 'microsoft.web/serverfarms'
+              metricResourceUri: plan.id
+              timeGrain: 'PT1M'
+              statistic: 'Average'
+              timeWindow: 'PT5M'
+              timeAggregation: 'Average'
+              operator: 'GreaterThan'
+              threshold: scaleOutCpuPercent
+            }
+            scaleAction: {
+              direction: 'Increase'
+              type: 'ChangeCount'
+              value: '1'
+              cooldown: 'PT5M'
+            }
+          }
+          {
+            metricTrigger: {
+              metricName: 'CpuPercentage'
+              metricNamespace: 'microsoft.web/serverfarms'
+              metricResourceUri: plan.id
+              timeGrain: 'PT1M'
+              statistic: 'Average'
+              timeWindow: 'PT10M'
+              timeAggregation: 'Average'
+              operator: 'LessThan'
+              threshold: scaleInCpuPercent
+            }
+            scaleAction: {
+              direction: 'Decrease'
+              type: 'ChangeCount'
+              value: '1'
+              cooldown: 'PT10M'
+            }
+          }
+        ]
+      }
+    ]
   }
 }
 
