@@ -413,7 +413,7 @@ async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_con
     """A stopped process stands for a blocked event loop: neither answers, neither runs a SIGTERM handler. Without the
     supervisor's liveness probe it stays as it is, and the kernel keeps handing it its share of new connections."""
     async with (
-        running_workers(tmp_path, {"BOT_WORKER_TIMEOUT_SECONDS": "2"}) as workers,
+        running_workers(tmp_path, {"BOT_WORKER_TIMEOUT_SECONDS": "3"}) as workers,
         _new_connections() as session,
     ):
         hung = workers.pids["0"]
@@ -430,7 +430,7 @@ async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_con
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(hung, signal.SIGCONT)
-        assert f"worker 0 (pid {hung}) has not answered for 2 s (BOT_WORKER_TIMEOUT_SECONDS); killing it" in (
+        assert f"worker 0 (pid {hung}) has not answered for 3 s (BOT_WORKER_TIMEOUT_SECONDS); killing it" in (
             workers.bot.stderr
         )
         workers.pids["0"] = successor  # for the clean-up
