@@ -17,7 +17,8 @@
   does (`BOT_TUNE_RUNTIME=false` turns it off).
 - **Conversation state.** A conversation's turns land on whichever worker the kernel picked for the connection, so
   state cannot live in one process's memory: the workers share `bot.state.SqliteStateStorage`, one SQLite file.
-  `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor.
+  `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor. With
+  `BOT_STATE_STORE=blob` they share the blob container instead, and no file is made.
 - **Hung workers.** Every second the supervisor asks each worker's event loop whether it is alive (`GET /live` on
   the worker's metrics socket, answered on that loop). A worker that has not answered for
   `BOT_WORKER_TIMEOUT_SECONDS` (10 s by default; while starting, 60 s) is killed (SIGKILL: a blocked loop cannot
@@ -54,6 +55,7 @@ from aiohttp import web
 
 from bot.settings import ConfigError, Settings
 from bot.state import SqliteStateStorage
+from bot.storage import STORE_BLOB
 
 START_TIMEOUT_SECONDS = 60.0
 READY_PROBE_SECONDS = 1.0
@@ -352,14 +354,15 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
     ensure_port_free(settings.host, settings.port)
     async with contextlib.AsyncExitStack() as stack:
         state_db = settings.state_db
-        if not state_db:
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-chatbot-state-"))
-            state_db = str(Path(directory) / "state.sqlite3")
-        try:
-            # The file and its table exist before the workers race to create them.
-            SqliteStateStorage(state_db).close()
-        except sqlite3.Error as error:
-            raise StartError(f"BOT_STATE_DB: {state_db}: {error}") from None
+        if settings.state_store != STORE_BLOB:  # blob: the workers share the container, nothing to prepare here
+            if not state_db:
+                directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-chatbot-state-"))
+                state_db = str(Path(directory) / "state.sqlite3")
+            try:
+                # The file and its table exist before the workers race to create them.
+                SqliteStateStorage(state_db).close()
+            except sqlite3.Error as error:
+                raise StartError(f"BOT_STATE_DB: {state_db}: {error}") from None
         supervisor = Supervisor(settings, count, state_db, os.environ)
         stack.push_async_callback(supervisor.stop)
         say(f"starting {count} worker processes on port {settings.port}")

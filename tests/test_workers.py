@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from loadtest.rig import exposition
 from loadtest.rig.ports import free_ports
 from telemetry import catalog
 from telemetry.worker_metrics import metrics_proxy
+from tests.support.azurite import Azurite, running_azurite
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
@@ -365,33 +366,57 @@ async def test_a_conversation_keeps_its_dialog_state_when_its_turns_land_on_diff
     # BOT_WORKERS instead of the flag: the environment variable is the flag's default.
     async with running_workers(tmp_path, {"BOT_WORKERS": "2"}, arguments=()) as workers, _new_connections() as session:
         assert "is running on 2 worker processes" in "\n".join(workers.bot.stdout)
-        emulator = EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session)
-        sent = 0
-        before = await workers.counted(session, 0)
+        await _a_survey_moves_between_workers_and_completes(workers, session)
 
-        async def ask(text: str) -> tuple[str, str]:
-            """The bot's answer, and the worker that gave it (the one whose turn count went up)."""
-            nonlocal sent, before
-            reply = await emulator.expect_replies(text)
-            assert reply.status == 200, reply
-            sent += 1
-            after = await workers.counted(session, sent)
-            (worker,) = [w for w in after if after[w] != before.get(w, 0.0)]
-            before = after
-            return " ".join(message_texts(reply.body)), worker
 
-        crossed = False
-        for _ in range(25):  # surveys until one of them moved to another worker mid-dialog
-            answer, first = await ask("feedback")
-            assert RATING_PROMPT in answer
-            answer, second = await ask("4")
-            assert COMMENT_PROMPT in answer, answer  # the worker knows the survey is waiting for a rating
-            answer, third = await ask("skip")
-            assert "thank" in answer.lower(), answer
-            if len({first, second, third}) > 1:
-                crossed = True
-                break
-        assert crossed, f"no survey's turns landed on two workers in {sent} turns"
+@pytest.fixture
+def azurite(tmp_path: Path) -> Iterator[Azurite]:
+    yield from running_azurite(tmp_path / "azurite")
+
+
+async def test_workers_share_conversation_state_in_the_blob_store_through_the_same_interface(
+    tmp_path: Path, azurite: Azurite
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    extra = {
+        "BOT_STATE_STORE": "blob",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "BOT_STATE_BLOB_CONTAINER": "workers-state",
+        "TMPDIR": str(temporary),
+    }
+    async with running_workers(tmp_path, extra) as workers, _new_connections() as session:
+        assert not list(temporary.glob("otel-chatbot-state-*"))  # no SQLite file beside the blob store
+        await _a_survey_moves_between_workers_and_completes(workers, session)
+
+
+async def _a_survey_moves_between_workers_and_completes(workers: Workers, session: aiohttp.ClientSession) -> None:
+    """Feedback surveys until one of them moved to another worker mid-dialog, each completing as in one process."""
+    emulator = EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session)
+    sent = 0
+    before = await workers.counted(session, 0)
+
+    async def ask(text: str) -> tuple[str, str]:
+        """The bot's answer, and the worker that gave it (the one whose turn count went up)."""
+        nonlocal sent, before
+        reply = await emulator.expect_replies(text)
+        assert reply.status == 200, reply
+        sent += 1
+        after = await workers.counted(session, sent)
+        (worker,) = [w for w in after if after[w] != before.get(w, 0.0)]
+        before = after
+        return " ".join(message_texts(reply.body)), worker
+
+    for _ in range(25):
+        answer, first = await ask("feedback")
+        assert RATING_PROMPT in answer
+        answer, second = await ask("4")
+        assert COMMENT_PROMPT in answer, answer  # the worker knows the survey is waiting for a rating
+        answer, third = await ask("skip")
+        assert "thank" in answer.lower(), answer
+        if len({first, second, third}) > 1:
+            return
+    raise AssertionError(f"no survey's turns landed on two workers in {sent} turns")
 
 
 def _workers_of(supervisor: int) -> dict[str, int]:
