@@ -307,6 +307,9 @@ class Supervisor:
                 say(f"worker {worker.index} not replaced, the old process keeps serving: {error}", error=True)
                 self.retiring.append(asyncio.create_task(self._retire(successor)))
                 continue
+            except asyncio.CancelledError:  # the supervisor is stopping: `stop` waits for this one too
+                self.retiring.append(asyncio.create_task(self._retire(successor)))
+                raise
             predecessor = Worker(worker.index, worker.metrics_socket, worker.process)
             worker.metrics_socket, worker.process = successor.metrics_socket, successor.process
             worker.answer_by = successor.answer_by
@@ -383,14 +386,21 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
         print(banner, flush=True)
         async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                if reload.is_set():
-                    reload.clear()
-                    await supervisor.replace_all(session, stop)
-                supervisor.check()
-                await supervisor.probe(session)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+            reloading: asyncio.Task[None] | None = None
+            try:
+                while not stop.is_set():
+                    if reload.is_set() and (reloading is None or reloading.done()):
+                        reload.clear()
+                        # Beside this loop, so that the other workers stay watched while each new process starts.
+                        reloading = asyncio.create_task(supervisor.replace_all(session, stop))
+                    supervisor.check()
+                    await supervisor.probe(session)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+            finally:
+                if reloading is not None:
+                    reloading.cancel()
+                    await asyncio.gather(reloading, return_exceptions=True)
         say(f"stopping {count} worker processes")
     say("stopped")
     return 1 if supervisor.killed else 0

@@ -419,19 +419,24 @@ async def _a_survey_moves_between_workers_and_completes(workers: Workers, sessio
     raise AssertionError(f"no survey's turns landed on two workers in {sent} turns")
 
 
-def _workers_of(supervisor: int) -> dict[str, int]:
-    """The supervisor's worker processes as they are now: index -> pid."""
-    found: dict[str, int] = {}
+def _worker_processes(supervisor: int) -> list[tuple[str, int]]:
+    """The supervisor's worker processes as they are now, (index, pid), an index twice while one is replaced."""
+    found: list[tuple[str, int]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             arguments = (entry / "cmdline").read_text().split("\0")
             if "--worker" in arguments and _parent(int(entry.name)) == supervisor:
-                found[arguments[arguments.index("--worker") + 1]] = int(entry.name)
+                found.append((arguments[arguments.index("--worker") + 1], int(entry.name)))
         except (OSError, ValueError, IndexError):  # exited meanwhile
             continue
     return found
+
+
+def _workers_of(supervisor: int) -> dict[str, int]:
+    """index -> pid (one of them while a worker is replaced)."""
+    return dict(_worker_processes(supervisor))
 
 
 async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_connections_again(tmp_path: Path) -> None:
@@ -508,6 +513,20 @@ async def test_sighup_replaces_every_worker_while_the_bot_keeps_answering_and_tu
         assert exposition.total(text, catalog.WORKERS_UNREACHABLE) == 0
         instances = exposition.total_by(text, "target_info", catalog.WORKER)
         assert set(instances) == {"0", "1"}
+
+
+async def test_sigterm_during_a_sighup_restart_stops_the_old_and_the_new_processes(tmp_path: Path) -> None:
+    async with running_workers(tmp_path, {}) as workers:
+        supervisor = workers.bot.process.pid
+        workers.bot.process.send_signal(signal.SIGHUP)
+
+        def three() -> list[tuple[str, int]] | None:  # worker 0's successor is starting beside the two
+            found = _worker_processes(supervisor)
+            return found if len(found) == 3 else None
+
+        processes = await wait_until_async(three, timeout=WORKERS_START_TIMEOUT, interval=0.02, message="a successor")
+        assert await workers.bot.terminate(STOP_TIMEOUT) == 0, workers.bot.describe()
+        assert not [pid for _, pid in processes if _alive(pid)]  # the supervisor waited for each, the new one too
 
 
 async def test_sigterm_stops_every_process_and_each_worker_flushes_its_telemetry(
