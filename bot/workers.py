@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -69,8 +70,18 @@ RELOAD_SIGNAL = signal.SIGHUP
 PR_SET_PDEATHSIG = 1
 
 
-# (worker index -> its metrics port, the workers' bearer token, BOT_METRICS_BEARER_TOKEN, BOT_METRICS_BASIC_AUTH) -> app
-MetricsProxy = Callable[[Mapping[str, int], str, str, str], web.Application]
+class MetricsProxy(Protocol):
+    """Builds the application serving BOT_METRICS_PORT (telemetry.worker_metrics.metrics_proxy)."""
+
+    def __call__(
+        self,
+        worker_ports: Mapping[str, int],  # worker index -> its metrics port
+        worker_token: str,  # the workers' bearer token
+        bearer_token: str,  # BOT_METRICS_BEARER_TOKEN
+        basic_auth: str,  # BOT_METRICS_BASIC_AUTH
+        *,
+        hung_workers: Callable[[], int],  # how many workers the supervisor killed as hung
+    ) -> web.Application: ...
 
 
 class StartError(RuntimeError):
@@ -197,6 +208,7 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.killed: list[int] = []
         self.retiring: list[asyncio.Task[None]] = []
+        self.hung = 0  # workers killed because they stopped answering
 
     @property
     def metrics_ports(self) -> dict[str, int]:
@@ -283,6 +295,7 @@ class Supervisor:
                     error=True,
                 )
                 worker.process.kill()
+                self.hung += 1
 
     @staticmethod
     async def _alive(worker: Worker, session: aiohttp.ClientSession) -> bool:
@@ -379,6 +392,7 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
                 supervisor.worker_token,
                 settings.metrics_bearer_token,
                 settings.metrics_basic_auth,
+                hung_workers=lambda: supervisor.hung,
             )
             runner = web.AppRunner(proxy, handle_signals=False, access_log=None)
             await runner.setup()

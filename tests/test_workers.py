@@ -204,7 +204,11 @@ async def test_the_supervisor_serves_every_workers_series_labelled_apart_behind_
     credentials: dict[str, str], authorization: str
 ) -> None:
     async with stand_in_workers("worker-token") as workers:
-        runner = web.AppRunner(metrics_proxy(workers.ports, "worker-token", **credentials))
+        runner = web.AppRunner(
+            metrics_proxy(
+                workers.ports, "worker-token", credentials.get("bearer_token", ""), credentials.get("basic_auth", "")
+            )
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -227,6 +231,7 @@ async def test_the_supervisor_serves_every_workers_series_labelled_apart_behind_
     }
     assert instances == {"0": "host-1", "1": "host-2"}
     assert [value for name, _, value in samples if name == "bot_workers_unreachable"] == [1.0]  # worker 2 is down
+    assert [value for name, _, value in samples if name == "bot_workers_hung_total"] == [0.0]
     assert text.count("# TYPE bot_turns_total counter") == 1
 
 
@@ -351,6 +356,8 @@ async def test_two_workers_answer_on_one_port_and_are_scraped_as_one_target(tmp_
                 if sample.name == catalog.WORKERS_UNREACHABLE.prometheus_name:
                     assert sample.value == 0
                     unreachable_seen = True
+                elif sample.name == catalog.WORKERS_HUNG.prometheus_name:
+                    assert sample.value == 0
                 else:
                     assert catalog.WORKER in sample.labels, sample.name
         assert instances == {"0": "test-bot-w0", "1": "test-bot-w1"}  # one Application Insights role instance each
@@ -464,6 +471,7 @@ async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_con
             workers.bot.stderr
         )
         workers.pids["0"] = successor  # for the clean-up
+        assert exposition.total(await workers.scrape(session), catalog.WORKERS_HUNG) == 1
 
         # The successor serves the bot on the shared port: turns on new connections until it has answered some.
         sent, turns = 0, await workers.counted(session, 0)
