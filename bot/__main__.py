@@ -18,13 +18,14 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from dotenv import find_dotenv, load_dotenv
 
 from bot import runtime
 from bot.settings import MAX_WORKERS, MEMORY_NOT_SHARED, ConfigError, Settings, whole_number
-from bot.storage import STORE_MEMORY
+from bot.storage import STORE_BLOB, STORE_MEMORY, STORE_SQLITE, build_storage
 from bot.workers import StartError, WorkerRole, check_supervisable, supervise
 
 if TYPE_CHECKING:
@@ -62,9 +63,20 @@ def banner(settings: Settings, telemetry: TelemetryConfig, azure_monitor_enabled
             f"  Bot Framework Emulator: {bot_url} ({auth})",
             f"  Prometheus metrics:     {metrics}",
             f"  Azure Monitor export:   {azure}",
+            f"  Conversation state:     {_state_description(settings, workers)}",
             "  Press Ctrl+C to stop.",
         ]
     )
+
+
+def _state_description(settings: Settings, workers: int) -> str:
+    """Where dialogs live, so that nobody scales out on in-memory state by mistake (docs/scaling.md)."""
+    if settings.state_store == STORE_BLOB:
+        where = urlsplit(settings.blob_account_url).hostname if settings.blob_account_url else "the connection string"
+        return f"Azure Blob Storage, container {settings.blob_container} ({where})"
+    if settings.state_store == STORE_MEMORY and workers == 1:
+        return "in memory (this process only; BOT_STATE_STORE=blob to share it between instances)"
+    return f"SQLite {settings.state_db or '(a temporary file)'} (this host only)"
 
 
 async def serve(
@@ -136,7 +148,6 @@ async def serve(
 def run(settings: Settings, telemetry_config: TelemetryConfig, worker: WorkerRole | None = None) -> int:
     """One process serving the bot: `python -m bot`, or one worker of `python -m bot --workers N`."""
     # Imported here: a supervisor of worker processes needs none of the telemetry SDKs.
-    from bot.storage import STORE_BLOB, STORE_SQLITE, build_storage
     from telemetry.setup import configure
 
     if settings.state_store == STORE_SQLITE and not settings.state_db:

@@ -13,12 +13,14 @@ from botbuilder.dialogs import DialogInstance, DialogState
 from botbuilder.dialogs.prompts import PromptOptions
 from botbuilder.schema import ActionTypes, Activity, CardAction, SuggestedActions
 
+from bot.__main__ import banner
 from bot.adapter import ERROR_MESSAGE
 from bot.settings import ConfigError, Settings
 from bot.storage import StateConflict, StateStoreError
 from bot.storage.blob import BlobStateStorage, blob_name
 from bot.storage.codec import StateCodecError, dumps, loads
 from telemetry import catalog
+from telemetry.config import TelemetryConfig
 from tests.support.azurite import Azurite, running_azurite
 from tests.support.botserver import running_bot
 from tests.support.channel import ChannelStandIn
@@ -289,3 +291,14 @@ async def test_every_blob_call_is_a_storage_dependency_of_its_turn_and_is_measur
         )
         assert failed_reads >= 1
         assert await bot.total("bot_state_operation_duration_seconds_count", bot_state_outcome="success") >= 3
+
+
+def test_the_banner_says_where_dialogs_live() -> None:
+    telemetry = TelemetryConfig.from_env({})
+    assert "in memory (this process only" in banner(Settings.from_env({}), telemetry, False)
+    blob = {"BOT_STATE_STORE": "blob", "BOT_STATE_BLOB_ACCOUNT_URL": "https://acct.blob.core.windows.net"}
+    shown = banner(Settings.from_env(blob), telemetry, False)
+    assert "Conversation state:     Azure Blob Storage, container bot-state (acct.blob.core.windows.net)" in shown
+    assert "SQLite (a temporary file) (this host only)" in banner(
+        Settings.from_env({"BOT_WORKERS": "2"}), telemetry, False, 2
+    )

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from botbuilder.core import BotState, ConversationState, Middleware, TurnContext
-from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
+from botbuilder.schema import Activity, ActivityEventNames, ActivityTypes, ResourceResponse
 
 from bot.storage import NoObserver, StorageObserver, is_conflict
 
@@ -43,6 +43,10 @@ MAX_TURN_RUNS = 10
 # Between reruns: jittered and doubling (10 ms, 20 ms, ... 640 ms at most), so that a turn on a slow instance is not
 # starved by a quick series of turns of the same conversation on another.
 RERUN_BACKOFF_SECONDS = 0.01
+
+
+def is_proactive(activity: Activity) -> bool:
+    return activity.type == ActivityTypes.event and activity.name == ActivityEventNames.continue_conversation
 
 
 class HeldReplies:
@@ -78,6 +82,11 @@ class ConversationTurnGuard(Middleware):
         self._local: dict[str, list[Any]] = {}  # conversation id -> [lock, turns holding or awaiting it]
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
+        if is_proactive(context.activity):
+            # A turn the bot starts itself (continue_conversation: a late answer) is no delivery a channel repeats;
+            # its code sends and saves on its own terms and must see its sends fail (bot/answers/turn.py).
+            await logic()
+            return
         conversation = context.activity.conversation.id if context.activity.conversation else None
         adapter = context.adapter
         held = HeldReplies(adapter)
