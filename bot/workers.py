@@ -17,7 +17,8 @@
   does (`BOT_TUNE_RUNTIME=false` turns it off).
 - **Conversation state.** A conversation's turns land on whichever worker the kernel picked for the connection, so
   state cannot live in one process's memory: the workers share `bot.state.SqliteStateStorage`, one SQLite file.
-  `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor.
+  `BOT_STATE_DB` names the file; by default a private temporary file lives as long as the supervisor. With
+  `BOT_STATE_STORE=blob` they share the blob container instead, and no file is made.
 - **Hung workers.** Every second the supervisor asks each worker's event loop whether it is alive (`GET /live` on
   the worker's metrics socket, answered on that loop). A worker that has not answered for
   `BOT_WORKER_TIMEOUT_SECONDS` (10 s by default; while starting, 60 s) is killed (SIGKILL: a blocked loop cannot
@@ -48,12 +49,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 
 from bot.settings import ConfigError, Settings
 from bot.state import SqliteStateStorage
+from bot.storage import STORE_BLOB
 
 START_TIMEOUT_SECONDS = 60.0
 READY_PROBE_SECONDS = 1.0
@@ -67,8 +70,18 @@ RELOAD_SIGNAL = signal.SIGHUP
 PR_SET_PDEATHSIG = 1
 
 
-# (worker index -> its metrics port, the workers' bearer token, BOT_METRICS_BEARER_TOKEN, BOT_METRICS_BASIC_AUTH) -> app
-MetricsProxy = Callable[[Mapping[str, int], str, str, str], web.Application]
+class MetricsProxy(Protocol):
+    """Builds the application serving BOT_METRICS_PORT (telemetry.worker_metrics.metrics_proxy)."""
+
+    def __call__(
+        self,
+        worker_ports: Mapping[str, int],  # worker index -> its metrics port
+        worker_token: str,  # the workers' bearer token
+        bearer_token: str,  # BOT_METRICS_BEARER_TOKEN
+        basic_auth: str,  # BOT_METRICS_BASIC_AUTH
+        *,
+        hung_workers: Callable[[], int],  # how many workers the supervisor killed as hung
+    ) -> web.Application: ...
 
 
 class StartError(RuntimeError):
@@ -195,6 +208,7 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.killed: list[int] = []
         self.retiring: list[asyncio.Task[None]] = []
+        self.hung = 0  # workers killed because they stopped answering
 
     @property
     def metrics_ports(self) -> dict[str, int]:
@@ -281,6 +295,7 @@ class Supervisor:
                     error=True,
                 )
                 worker.process.kill()
+                self.hung += 1
 
     @staticmethod
     async def _alive(worker: Worker, session: aiohttp.ClientSession) -> bool:
@@ -305,6 +320,9 @@ class Supervisor:
                 say(f"worker {worker.index} not replaced, the old process keeps serving: {error}", error=True)
                 self.retiring.append(asyncio.create_task(self._retire(successor)))
                 continue
+            except asyncio.CancelledError:  # the supervisor is stopping: `stop` waits for this one too
+                self.retiring.append(asyncio.create_task(self._retire(successor)))
+                raise
             predecessor = Worker(worker.index, worker.metrics_socket, worker.process)
             worker.metrics_socket, worker.process = successor.metrics_socket, successor.process
             worker.answer_by = successor.answer_by
@@ -352,14 +370,15 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
     ensure_port_free(settings.host, settings.port)
     async with contextlib.AsyncExitStack() as stack:
         state_db = settings.state_db
-        if not state_db:
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-chatbot-state-"))
-            state_db = str(Path(directory) / "state.sqlite3")
-        try:
-            # The file and its table exist before the workers race to create them.
-            SqliteStateStorage(state_db).close()
-        except sqlite3.Error as error:
-            raise StartError(f"BOT_STATE_DB: {state_db}: {error}") from None
+        if settings.state_store != STORE_BLOB:  # blob: the workers share the container, nothing to prepare here
+            if not state_db:
+                directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="otel-chatbot-state-"))
+                state_db = str(Path(directory) / "state.sqlite3")
+            try:
+                # The file and its table exist before the workers race to create them.
+                SqliteStateStorage(state_db).close()
+            except sqlite3.Error as error:
+                raise StartError(f"BOT_STATE_DB: {state_db}: {error}") from None
         supervisor = Supervisor(settings, count, state_db, os.environ)
         stack.push_async_callback(supervisor.stop)
         say(f"starting {count} worker processes on port {settings.port}")
@@ -373,6 +392,7 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
                 supervisor.worker_token,
                 settings.metrics_bearer_token,
                 settings.metrics_basic_auth,
+                hung_workers=lambda: supervisor.hung,
             )
             runner = web.AppRunner(proxy, handle_signals=False, access_log=None)
             await runner.setup()
@@ -380,14 +400,21 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
         print(banner, flush=True)
         async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                if reload.is_set():
-                    reload.clear()
-                    await supervisor.replace_all(session, stop)
-                supervisor.check()
-                await supervisor.probe(session)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+            reloading: asyncio.Task[None] | None = None
+            try:
+                while not stop.is_set():
+                    if reload.is_set() and (reloading is None or reloading.done()):
+                        reload.clear()
+                        # Beside this loop, so that the other workers stay watched while each new process starts.
+                        reloading = asyncio.create_task(supervisor.replace_all(session, stop))
+                    supervisor.check()
+                    await supervisor.probe(session)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_SECONDS)
+            finally:
+                if reloading is not None:
+                    reloading.cancel()
+                    await asyncio.gather(reloading, return_exceptions=True)
         say(f"stopping {count} worker processes")
     say("stopped")
     return 1 if supervisor.killed else 0

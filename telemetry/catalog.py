@@ -476,7 +476,13 @@ WORKERS_UNREACHABLE = Metric(
     "{worker}",
     "Worker processes the supervisor's last scrape could not reach",
 )
-SUPERVISOR_METRICS: tuple[Metric, ...] = (WORKERS_UNREACHABLE,)
+WORKERS_HUNG = Metric(
+    "bot.workers.hung",
+    Instrument.COUNTER,
+    "{worker}",
+    "Worker processes the supervisor killed (and restarted) because their event loop stopped answering its probe",
+)
+SUPERVISOR_METRICS: tuple[Metric, ...] = (WORKERS_UNREACHABLE, WORKERS_HUNG)
 
 # Component names of the exporters whose exports are counted.
 EXPORTER_AZURE_MONITOR = "azure_monitor"

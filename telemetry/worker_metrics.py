@@ -3,7 +3,8 @@ series labelled with its worker, behind the bot's own metrics credentials.
 
 No series is summed or merged: counters stay monotonic per worker (a restarted worker starts its own series from zero,
 which `rate()` treats as a reset), `sum by (...)` over `worker` gives the bot's totals. A worker that cannot be
-scraped is left out of that scrape and counted in `bot_workers_unreachable`.
+scraped is left out of that scrape and counted in `bot_workers_unreachable`; workers the supervisor killed as hung are
+counted in `bot_workers_hung_total`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from telemetry.prometheus import metrics_app
 
 WORKER_LABEL = catalog.WORKER
 UNREACHABLE_METRIC = catalog.WORKERS_UNREACHABLE.prometheus_name
+HUNG_METRIC = catalog.WORKERS_HUNG.prometheus_name
 SCRAPE_TIMEOUT_SECONDS = 5.0
 
 
@@ -58,6 +60,12 @@ def _unreachable_family(count: int) -> Metric:
     return family
 
 
+def _hung_family(count: int) -> Metric:
+    family = Metric(HUNG_METRIC.removesuffix("_total"), catalog.WORKERS_HUNG.description, "counter")
+    family.add_sample(HUNG_METRIC, {}, float(count))
+    return family
+
+
 # The families gathered for the scrape being answered; the registry below reads them while rendering it.
 _SCRAPED: ContextVar[Sequence[Metric]] = ContextVar("scraped_families", default=())
 
@@ -68,9 +76,15 @@ class _ScrapedFamilies:
 
 
 def metrics_proxy(
-    worker_ports: Mapping[str, int], worker_token: str, bearer_token: str = "", basic_auth: str = ""
+    worker_ports: Mapping[str, int],
+    worker_token: str,
+    bearer_token: str = "",
+    basic_auth: str = "",
+    *,
+    hung_workers: Callable[[], int] = lambda: 0,
 ) -> web.Application:
-    """`GET /metrics`: every worker's metrics, labelled by worker, behind the bot's own metrics credentials.
+    """`GET /metrics`: every worker's metrics, labelled by worker, behind the bot's own metrics credentials, and the
+    supervisor's own series (`hung_workers` tells how many workers it has killed as hung).
 
     The application is telemetry.prometheus.metrics_app, so the credentials are checked exactly as for
     `python -m bot`. Its handler renders a registry synchronously, so a middleware scrapes the workers first; it
@@ -104,6 +118,7 @@ def metrics_proxy(
         expositions = [result for result in results if result is not None]
         families = merge(expositions)
         families.append(_unreachable_family(len(results) - len(expositions)))
+        families.append(_hung_family(hung_workers()))
         token = _SCRAPED.set(families)
         try:
             return await handler(request)

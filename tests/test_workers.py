@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from loadtest.rig import exposition
 from loadtest.rig.ports import free_ports
 from telemetry import catalog
 from telemetry.worker_metrics import metrics_proxy
+from tests.support.azurite import Azurite, running_azurite
 from tests.support.emulator import EmulatorClient
 from tests.support.ingestion import IngestionStandIn
 from tests.support.polling import wait_until_async
@@ -203,7 +204,11 @@ async def test_the_supervisor_serves_every_workers_series_labelled_apart_behind_
     credentials: dict[str, str], authorization: str
 ) -> None:
     async with stand_in_workers("worker-token") as workers:
-        runner = web.AppRunner(metrics_proxy(workers.ports, "worker-token", **credentials))
+        runner = web.AppRunner(
+            metrics_proxy(
+                workers.ports, "worker-token", credentials.get("bearer_token", ""), credentials.get("basic_auth", "")
+            )
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -226,6 +231,7 @@ async def test_the_supervisor_serves_every_workers_series_labelled_apart_behind_
     }
     assert instances == {"0": "host-1", "1": "host-2"}
     assert [value for name, _, value in samples if name == "bot_workers_unreachable"] == [1.0]  # worker 2 is down
+    assert [value for name, _, value in samples if name == "bot_workers_hung_total"] == [0.0]
     assert text.count("# TYPE bot_turns_total counter") == 1
 
 
@@ -350,6 +356,8 @@ async def test_two_workers_answer_on_one_port_and_are_scraped_as_one_target(tmp_
                 if sample.name == catalog.WORKERS_UNREACHABLE.prometheus_name:
                     assert sample.value == 0
                     unreachable_seen = True
+                elif sample.name == catalog.WORKERS_HUNG.prometheus_name:
+                    assert sample.value == 0
                 else:
                     assert catalog.WORKER in sample.labels, sample.name
         assert instances == {"0": "test-bot-w0", "1": "test-bot-w1"}  # one Application Insights role instance each
@@ -365,55 +373,84 @@ async def test_a_conversation_keeps_its_dialog_state_when_its_turns_land_on_diff
     # BOT_WORKERS instead of the flag: the environment variable is the flag's default.
     async with running_workers(tmp_path, {"BOT_WORKERS": "2"}, arguments=()) as workers, _new_connections() as session:
         assert "is running on 2 worker processes" in "\n".join(workers.bot.stdout)
-        emulator = EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session)
-        sent = 0
-        before = await workers.counted(session, 0)
-
-        async def ask(text: str) -> tuple[str, str]:
-            """The bot's answer, and the worker that gave it (the one whose turn count went up)."""
-            nonlocal sent, before
-            reply = await emulator.expect_replies(text)
-            assert reply.status == 200, reply
-            sent += 1
-            after = await workers.counted(session, sent)
-            (worker,) = [w for w in after if after[w] != before.get(w, 0.0)]
-            before = after
-            return " ".join(message_texts(reply.body)), worker
-
-        crossed = False
-        for _ in range(25):  # surveys until one of them moved to another worker mid-dialog
-            answer, first = await ask("feedback")
-            assert RATING_PROMPT in answer
-            answer, second = await ask("4")
-            assert COMMENT_PROMPT in answer, answer  # the worker knows the survey is waiting for a rating
-            answer, third = await ask("skip")
-            assert "thank" in answer.lower(), answer
-            if len({first, second, third}) > 1:
-                crossed = True
-                break
-        assert crossed, f"no survey's turns landed on two workers in {sent} turns"
+        await _a_survey_moves_between_workers_and_completes(workers, session)
 
 
-def _workers_of(supervisor: int) -> dict[str, int]:
-    """The supervisor's worker processes as they are now: index -> pid."""
-    found: dict[str, int] = {}
+@pytest.fixture
+def azurite(tmp_path: Path) -> Iterator[Azurite]:
+    yield from running_azurite(tmp_path / "azurite")
+
+
+async def test_workers_share_conversation_state_in_the_blob_store_through_the_same_interface(
+    tmp_path: Path, azurite: Azurite
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    extra = {
+        "BOT_STATE_STORE": "blob",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "BOT_STATE_BLOB_CONTAINER": "workers-state",
+        "TMPDIR": str(temporary),
+    }
+    async with running_workers(tmp_path, extra) as workers, _new_connections() as session:
+        assert not list(temporary.glob("otel-chatbot-state-*"))  # no SQLite file beside the blob store
+        await _a_survey_moves_between_workers_and_completes(workers, session)
+
+
+async def _a_survey_moves_between_workers_and_completes(workers: Workers, session: aiohttp.ClientSession) -> None:
+    """Feedback surveys until one of them moved to another worker mid-dialog, each completing as in one process."""
+    emulator = EmulatorClient(workers.messages_url, UNUSED_SERVICE_URL, session=session)
+    sent = 0
+    before = await workers.counted(session, 0)
+
+    async def ask(text: str) -> tuple[str, str]:
+        """The bot's answer, and the worker that gave it (the one whose turn count went up)."""
+        nonlocal sent, before
+        reply = await emulator.expect_replies(text)
+        assert reply.status == 200, reply
+        sent += 1
+        after = await workers.counted(session, sent)
+        (worker,) = [w for w in after if after[w] != before.get(w, 0.0)]
+        before = after
+        return " ".join(message_texts(reply.body)), worker
+
+    for _ in range(25):
+        answer, first = await ask("feedback")
+        assert RATING_PROMPT in answer
+        answer, second = await ask("4")
+        assert COMMENT_PROMPT in answer, answer  # the worker knows the survey is waiting for a rating
+        answer, third = await ask("skip")
+        assert "thank" in answer.lower(), answer
+        if len({first, second, third}) > 1:
+            return
+    raise AssertionError(f"no survey's turns landed on two workers in {sent} turns")
+
+
+def _worker_processes(supervisor: int) -> list[tuple[str, int]]:
+    """The supervisor's worker processes as they are now, (index, pid), an index twice while one is replaced."""
+    found: list[tuple[str, int]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             arguments = (entry / "cmdline").read_text().split("\0")
             if "--worker" in arguments and _parent(int(entry.name)) == supervisor:
-                found[arguments[arguments.index("--worker") + 1]] = int(entry.name)
+                found.append((arguments[arguments.index("--worker") + 1], int(entry.name)))
         except (OSError, ValueError, IndexError):  # exited meanwhile
             continue
     return found
+
+
+def _workers_of(supervisor: int) -> dict[str, int]:
+    """index -> pid (one of them while a worker is replaced)."""
+    return dict(_worker_processes(supervisor))
 
 
 async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_connections_again(tmp_path: Path) -> None:
     """A stopped process stands for a blocked event loop: neither answers, neither runs a SIGTERM handler. Without the
     supervisor's liveness probe it stays as it is, and the kernel keeps handing it its share of new connections."""
     async with (
-        running_workers(tmp_path, {"BOT_WORKER_TIMEOUT_SECONDS": "2"}) as workers,
+        running_workers(tmp_path, {"BOT_WORKER_TIMEOUT_SECONDS": "3"}) as workers,
         _new_connections() as session,
     ):
         hung = workers.pids["0"]
@@ -430,10 +467,11 @@ async def test_a_hung_worker_is_killed_and_replaced_and_answers_its_share_of_con
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(hung, signal.SIGCONT)
-        assert f"worker 0 (pid {hung}) has not answered for 2 s (BOT_WORKER_TIMEOUT_SECONDS); killing it" in (
+        assert f"worker 0 (pid {hung}) has not answered for 3 s (BOT_WORKER_TIMEOUT_SECONDS); killing it" in (
             workers.bot.stderr
         )
         workers.pids["0"] = successor  # for the clean-up
+        assert exposition.total(await workers.scrape(session), catalog.WORKERS_HUNG) == 1
 
         # The successor serves the bot on the shared port: turns on new connections until it has answered some.
         sent, turns = 0, await workers.counted(session, 0)
@@ -483,6 +521,20 @@ async def test_sighup_replaces_every_worker_while_the_bot_keeps_answering_and_tu
         assert exposition.total(text, catalog.WORKERS_UNREACHABLE) == 0
         instances = exposition.total_by(text, "target_info", catalog.WORKER)
         assert set(instances) == {"0", "1"}
+
+
+async def test_sigterm_during_a_sighup_restart_stops_the_old_and_the_new_processes(tmp_path: Path) -> None:
+    async with running_workers(tmp_path, {}) as workers:
+        supervisor = workers.bot.process.pid
+        workers.bot.process.send_signal(signal.SIGHUP)
+
+        def three() -> list[tuple[str, int]] | None:  # worker 0's successor is starting beside the two
+            found = _worker_processes(supervisor)
+            return found if len(found) == 3 else None
+
+        processes = await wait_until_async(three, timeout=WORKERS_START_TIMEOUT, interval=0.02, message="a successor")
+        assert await workers.bot.terminate(STOP_TIMEOUT) == 0, workers.bot.describe()
+        assert not [pid for _, pid in processes if _alive(pid)]  # the supervisor waited for each, the new one too
 
 
 async def test_sigterm_stops_every_process_and_each_worker_flushes_its_telemetry(

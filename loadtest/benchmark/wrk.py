@@ -67,8 +67,16 @@ def _lua_string(text: str) -> str:
 
 
 def lua_script(
-    template: dict[str, Any], path: str, result_file: Path, conversations: int, rate: float | None, threads: int = 1
+    template: dict[str, Any],
+    path: str,
+    result_file: Path,
+    conversations: int,
+    rate: float | None,
+    threads: int = 1,
+    run: str = "0",
 ) -> str:
+    # Activity ids carry the run's token: one bot serves several runs over the same conversations, and an id it has
+    # processed in a conversation is a redelivery, answered once (docs/scaling.md).
     body = json.dumps(template, separators=(",", ":"))
     pieces: list[str] = []
     rest = body
@@ -82,7 +90,7 @@ def lua_script(
         order.append(marker)
         rest = rest[index + len(marker) :]
     pieces.append(rest)
-    values = {_CONVERSATION: '"conv-" .. c', _USER: '"user-" .. c', _ACTIVITY: '"act-" .. number'}
+    values = {_CONVERSATION: '"conv-" .. c', _USER: '"user-" .. c', _ACTIVITY: f'"act-{run}-" .. number'}
     concat = " .. ".join(
         part
         for index, piece in enumerate(pieces)
@@ -299,7 +307,9 @@ def run_wrk(
     template = activity_template(transport, service_url, channel_id, text)
     # Paced: one thread per connection, so that each thread's script knows which request an answer belongs to.
     threads = connections if rate else 1
-    script.write_text(lua_script(template, path, result_file, max(conversations, connections * 2), rate, threads))
+    script.write_text(
+        lua_script(template, path, result_file, max(conversations, connections * 2), rate, threads, token)
+    )
     command = wrk_command(executable, url, script, connections, seconds, cpus, threads)
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=seconds + 60, check=False, env={**os.environ, "LANG": "C"}
@@ -317,4 +327,6 @@ def activity_size(transport: str, channel_id: str = DEFAULT_CHANNEL_ID, text: st
     """Bytes of one posted activity (ids filled in as the script fills them)."""
     template = activity_template(transport, "http://127.0.0.1:65535", channel_id, text)
     body = json.dumps(template, separators=(",", ":"))
-    return len(body.replace(_CONVERSATION, "conv-512").replace(_USER, "user-512").replace(_ACTIVITY, "act-123456"))
+    return len(
+        body.replace(_CONVERSATION, "conv-512").replace(_USER, "user-512").replace(_ACTIVITY, "act-0123abcd-123456")
+    )
