@@ -152,6 +152,7 @@ async def test_concurrent_turns_of_one_conversation_lose_no_update(azurite: Azur
             assert [answer.status for answer in answers] == [201] * len(activities)
             await channel.wait_for_replies_async(conversation, len(activities), timeout=20, messages_only=True)
             replies = channel.messages(conversation)
+            assert ERROR_MESSAGE not in [reply.get("text") for reply in replies], "a turn gave up (StateConflictError)"
             assert sorted(reply.get("replyToId") or "" for reply in replies) == sorted(a["id"] for a in activities)
             # Every turn's write is in the conversation's state: none overwrote another.
             stored = await gates[0].inner.read([f"emulator/conversations/{conversation}"])

@@ -8,6 +8,7 @@ overwrites. `bot.storage.turns.ConversationTurnGuard` turns a conflict into a re
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -83,6 +84,12 @@ class NoObserver:
         pass
 
 
+# Keys a turn has read as absent, while it runs (set by bot.storage.turns for each run of a turn). botbuilder reads
+# an empty state again at every use; a network store answers those reads from here instead of asking again. A key
+# another instance creates meanwhile is still safe: this turn's write of it is a create, which then conflicts.
+ABSENT_IN_TURN: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("absent_in_turn", default=None)
+
+
 def is_conflict(error: BaseException) -> bool:
     """A stale e-tag from any botbuilder storage: ours raise StateConflict, MemoryStorage a KeyError saying so."""
     return isinstance(error, StateConflict) or (
@@ -104,6 +111,7 @@ def build_storage(settings: Settings, observer: StorageObserver | None = None) -
 
 
 __all__ = [
+    "ABSENT_IN_TURN",
     "OUTCOME_CONFLICT",
     "OUTCOME_ERROR",
     "OUTCOME_NOT_FOUND",

@@ -31,6 +31,7 @@ from azure.storage.blob.aio import ContainerClient, LinearRetry
 from botbuilder.core import Storage
 
 from bot.storage import (
+    ABSENT_IN_TURN,
     OUTCOME_CONFLICT,
     OUTCOME_ERROR,
     OUTCOME_NOT_FOUND,
@@ -206,10 +207,14 @@ class BlobStateStorage(Storage):
         return await operation()
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
-        if not keys:
+        absent = ABSENT_IN_TURN.get()
+        wanted = [key for key in keys if absent is None or key not in absent]
+        if not wanted:
             return {}
-        found = await asyncio.gather(*(self._read_one(key) for key in keys))
-        return {key: item for key, item in zip(keys, found, strict=True) if item is not None}
+        found = await asyncio.gather(*(self._read_one(key) for key in wanted))
+        if absent is not None:
+            absent.update(key for key, item in zip(wanted, found, strict=True) if item is None)
+        return {key: item for key, item in zip(wanted, found, strict=True) if item is not None}
 
     async def _read_one(self, key: str) -> Any:
         blob = self._container.get_blob_client(blob_name(key))
@@ -263,6 +268,9 @@ class BlobStateStorage(Storage):
         except ResourceExistsError as error:
             raise StateConflict("Etag conflict: writing an item: the item was created since it was read") from error
         _set_e_tag(item, result["etag"])  # a second write in the same turn builds on this one
+        absent = ABSENT_IN_TURN.get()
+        if absent is not None:
+            absent.discard(key)
 
     async def delete(self, keys: list[str]) -> None:
         if keys:
@@ -276,6 +284,9 @@ class BlobStateStorage(Storage):
 
         with contextlib.suppress(ResourceNotFoundError):
             await self._with_container(remove)
+        absent = ABSENT_IN_TURN.get()
+        if absent is not None:
+            absent.add(key)
 
     async def aclose(self) -> None:
         await self._container.close()

@@ -27,19 +27,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from botbuilder.core import BotState, ConversationState, Middleware, TurnContext
 from botbuilder.schema import Activity, ActivityEventNames, ActivityTypes, ResourceResponse
 
-from bot.storage import NoObserver, StorageObserver, is_conflict
+from bot.storage import ABSENT_IN_TURN, NoObserver, StorageObserver, is_conflict
 
 log = logging.getLogger("bot.storage.turns")
 
 PROCESSED_PROPERTY = "ProcessedActivityIds"
 PROCESSED_WINDOW = 64
-MAX_TURN_RUNS = 10
+# A turn runs again until it saves, within these bounds: a busy conversation on busy instances may take several
+# runs (each loses to a turn saved elsewhere meanwhile), and the channel waits 15 s for the HTTP answer.
+MAX_TURN_RUNS = 30
+RERUN_BUDGET_SECONDS = 8.0
 # Between reruns: jittered and doubling (10 ms, 20 ms, ... 640 ms at most), so that a turn on a slow instance is not
 # starved by a quick series of turns of the same conversation on another.
 RERUN_BACKOFF_SECONDS = 0.01
@@ -84,7 +88,9 @@ class ConversationTurnGuard(Middleware):
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
         if is_proactive(context.activity):
             # A turn the bot starts itself (continue_conversation: a late answer) is no delivery a channel repeats;
-            # its code sends and saves on its own terms and must see its sends fail (bot/answers/turn.py).
+            # its code sends and saves on its own terms and must see its sends fail (bot/answers/turn.py). Its task
+            # was started by a turn and inherited that turn's record of absent keys: not valid now.
+            ABSENT_IN_TURN.set(None)
             await logic()
             return
         conversation = context.activity.conversation.id if context.activity.conversation else None
@@ -115,7 +121,9 @@ class ConversationTurnGuard(Middleware):
         """Runs the turn until its state is saved, its replies held in `held` (or, for expectReplies, botbuilder's
         own buffer); a turn that failed leaves none."""
         activity = context.activity
+        started = time.monotonic()
         for run in range(1, MAX_TURN_RUNS + 1):
+            ABSENT_IN_TURN.set(set())  # each run reads afresh
             for state in self._states:
                 await state.load(context, force=run > 1)
             # An invoke's answer is its HTTP response: a repeated invoke needs one, so invokes are not deduplicated.
@@ -140,7 +148,7 @@ class ConversationTurnGuard(Middleware):
                     raise StateConflictError(
                         "the conversation changed after part of this turn's state was saved"
                     ) from error  # (its conversation state saved, its user state stale)
-                if run == MAX_TURN_RUNS:
+                if run == MAX_TURN_RUNS or time.monotonic() - started > RERUN_BUDGET_SECONDS:
                     raise StateConflictError(f"the conversation changed under this turn {run} times") from error
                 self._observer.rerun(context)
                 await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * 2 ** min(run, 6)))
