@@ -14,7 +14,7 @@ import jwt
 import pytest
 from aiohttp import web
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
-from botframework.connector.auth import ChannelValidation
+from botframework.connector.auth import ChannelValidation, JwtTokenExtractor
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
@@ -60,7 +60,10 @@ SERVICE_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture
-def openid() -> Iterator[OpenIdEndpoint]:
+def openid(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenIdEndpoint]:
+    # botbuilder keeps fetched signing keys per metadata URL for the whole process and does not refetch for an unknown
+    # key id within the hour: an earlier test's endpoint on the same (reused) port would answer for this one.
+    monkeypatch.setattr(JwtTokenExtractor, "metadataCache", {})
     with OpenIdEndpoint() as endpoint:
         yield endpoint
 
