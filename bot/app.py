@@ -173,6 +173,8 @@ def create_app(
     if storage is None and settings.state_store == STORE_BLOB:
         # Built here (no I/O yet): its client belongs to the app's event loop and is closed with the app.
         storage = network_store = BlobStateStorage.from_settings(settings, hooks.storage_observer)
+    # A store the app makes itself is private to this process; one passed in (workers' SQLite, a test's) may be shared.
+    private_store = storage is None
     storage = storage or MemoryStorage()
     if hooks.storage_observer is not None and not isinstance(storage, BlobStateStorage):  # that one observes itself
         storage = ObservedStorage(storage, settings.state_store, hooks.storage_observer)
@@ -191,7 +193,9 @@ def create_app(
     router = Router(routes(user_state, telemetry_client))
     bot = ChatBot(conversation_state, user_state, router, telemetry_client, answers)
     faults = FaultInjection(settings.faults, telemetry_client)
-    turn_guard = ConversationTurnGuard(conversation_state, [user_state], hooks.storage_observer)
+    turn_guard = ConversationTurnGuard(
+        conversation_state, [user_state], hooks.storage_observer, private_store=private_store
+    )
 
     # The refusal log sits inside the telemetry middleware, so its lines carry the request's trace id.
     middlewares = [*hooks.http_middlewares, log_refusals]

@@ -17,6 +17,10 @@ as if the conversation's turns ran one after another:
   An activity whose id is among them is acknowledged and not answered. A redelivery racing its original loses the
   save to it, reruns, finds its id and stays silent.
 
+With a store private to the process (`MemoryStorage`) the ids are kept in the process instead, in a bounded table of
+recent conversations, recorded once the turn succeeded: the state is then written only when the turn changed it
+(saving the ids with the state made every turn a write, a deep copy of the state: about 15 % of a turn's CPU).
+
 The window is by count per conversation: a redelivery arriving after `PROCESSED_WINDOW` newer activities of the
 same conversation would be answered again (channels retry within seconds). A turn that failed saves nothing, so its
 redelivery is answered: that is the retry the user needs.
@@ -28,6 +32,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -40,6 +45,8 @@ log = logging.getLogger("bot.storage.turns")
 
 PROCESSED_PROPERTY = "ProcessedActivityIds"
 PROCESSED_WINDOW = 64
+# In-process record (a store private to the process): this many conversations, least recently active dropped first.
+RECENT_CONVERSATIONS = 10_000
 # A turn runs again until it saves, within these bounds: a busy conversation on busy instances may take several
 # runs (each loses to a turn saved elsewhere meanwhile), and the channel waits 15 s for the HTTP answer.
 MAX_TURN_RUNS = 30
@@ -78,8 +85,12 @@ class ConversationTurnGuard(Middleware):
         conversation_state: ConversationState,
         other_states: Sequence[BotState] = (),
         observer: StorageObserver | None = None,
+        *,
+        private_store: bool = False,
     ) -> None:
         self._conversation_state = conversation_state
+        # Only this process reads a private store: its ids need not travel with the state.
+        self._recent: OrderedDict[str, deque[str]] | None = OrderedDict() if private_store else None
         self._states: tuple[BotState, ...] = (conversation_state, *other_states)
         self._processed = conversation_state.create_property(PROCESSED_PROPERTY)
         self._observer = observer or NoObserver()
@@ -127,15 +138,11 @@ class ConversationTurnGuard(Middleware):
             for state in self._states:
                 await state.load(context, force=run > 1)
             # An invoke's answer is its HTTP response: a repeated invoke needs one, so invokes are not deduplicated.
-            if activity.id and activity.type != ActivityTypes.invoke:
-                processed: list[str] = await self._processed.get(context, list)
-                if activity.id in processed:
-                    log.info("activity delivered again; answered before, so not again")
-                    self._observer.redelivery(context)
-                    return
-                processed.append(activity.id)
-                del processed[:-PROCESSED_WINDOW]
-                await self._processed.set(context, processed)
+            deduplicated = bool(activity.id) and activity.type != ActivityTypes.invoke
+            if deduplicated and await self._answered_before(context):
+                log.info("activity delivered again; answered before, so not again")
+                self._observer.redelivery(context)
+                return
             saved_before = self._fingerprints(context)
             try:
                 await logic()
@@ -153,7 +160,33 @@ class ConversationTurnGuard(Middleware):
                 self._observer.rerun(context)
                 await asyncio.sleep(random.uniform(0, RERUN_BACKOFF_SECONDS * 2 ** min(run, 6)))
                 continue
+            if deduplicated and self._recent is not None:
+                self._remember(context)
             return
+
+    async def _answered_before(self, context: TurnContext) -> bool:
+        """Whether the activity's id was processed in its conversation; if not, it is recorded with the state (a
+        shared store: saved in the same write as the dialog) or, for a private store, once the turn succeeded."""
+        activity_id = context.activity.id
+        if self._recent is not None:
+            recent = self._recent.get(context.activity.conversation.id if context.activity.conversation else "")
+            return recent is not None and activity_id in recent
+        processed: list[str] = await self._processed.get(context, list)
+        if activity_id in processed:
+            return True
+        processed.append(activity_id)
+        del processed[:-PROCESSED_WINDOW]
+        await self._processed.set(context, processed)
+        return False
+
+    def _remember(self, context: TurnContext) -> None:
+        assert self._recent is not None
+        conversation = context.activity.conversation.id if context.activity.conversation else ""
+        recent = self._recent.pop(conversation, None) or deque(maxlen=PROCESSED_WINDOW)
+        recent.append(context.activity.id)
+        self._recent[conversation] = recent  # most recently active last
+        if len(self._recent) > RECENT_CONVERSATIONS:
+            self._recent.popitem(last=False)
 
     def _fingerprints(self, context: TurnContext) -> list[str | None]:
         """Each state's last saved fingerprint: it changes exactly when botbuilder saved that state."""
