@@ -224,6 +224,17 @@ def kql_texts() -> list[Kql]:
     for item in workbook_items():
         if item["type"] == 3 and item["content"].get("queryType") == 0:
             texts.append(Kql(f"workbook:{item['name']}", APPLICATION_INSIGHTS, item["content"]["query"]))
+    return texts + runbook_kql()
+
+
+def runbook_kql() -> list[Kql]:
+    """The KQL blocks of the runbooks' "Confirm" sections: on the workspace (App* tables) or on Application Insights."""
+    texts = []
+    for path in sorted((ROOT / "docs" / "runbooks").glob("*.md")):
+        for number, block in enumerate(re.findall(r"^```kql\n(.*?)^```", path.read_text(), re.S | re.M), 1):
+            first_table = strip_comments(block).split()[0]
+            database = LOG_ANALYTICS if re.fullmatch(r"App[A-Z]\w+", first_table) else APPLICATION_INSIGHTS
+            texts.append(Kql(f"{path.relative_to(ROOT)}#kql{number}", database, block))
     return texts
 
 
@@ -508,6 +519,8 @@ def test_kql_uses_only_names_the_bot_emits() -> None:
             allowed |= events
         if re.search(r"\b(requests|AppRequests)\b", text):
             allowed.add(catalog.SPAN_MESSAGES_REQUEST)
+        if re.search(r"\b(dependencies|AppDependencies)\b", text):
+            allowed.add(catalog.SPAN_REPLY)  # the runbooks' replies to the channel
         assert compared <= allowed, f"{kql.id}: {compared - allowed} is no metric, event or span name of the catalog"
         for literal in re.findall(r"\"((?:bot|http|process)\.[a-z_.]+)\"", text):
             assert literal in metrics | set(attributes), f"{kql.id}: {literal} is not in the catalog"
