@@ -224,6 +224,17 @@ def kql_texts() -> list[Kql]:
     for item in workbook_items():
         if item["type"] == 3 and item["content"].get("queryType") == 0:
             texts.append(Kql(f"workbook:{item['name']}", APPLICATION_INSIGHTS, item["content"]["query"]))
+    return texts + runbook_kql()
+
+
+def runbook_kql() -> list[Kql]:
+    """The KQL blocks of the runbooks' "Confirm" sections: on the workspace (App* tables) or on Application Insights."""
+    texts = []
+    for path in sorted((ROOT / "docs" / "runbooks").glob("*.md")):
+        for number, block in enumerate(re.findall(r"^```kql\n(.*?)^```", path.read_text(), re.S | re.M), 1):
+            first_table = strip_comments(block).split()[0]
+            database = LOG_ANALYTICS if re.fullmatch(r"App[A-Z]\w+", first_table) else APPLICATION_INSIGHTS
+            texts.append(Kql(f"{path.relative_to(ROOT)}#kql{number}", database, block))
     return texts
 
 
@@ -251,6 +262,11 @@ MISSPELT = {
         LOG_ANALYTICS,
         "ItemCnt",
         lambda: _misspelt((ALERT_QUERIES / "error-spike.kql").read_text(), "sum(ItemCount)", "sum(ItemCnt)"),
+    ),
+    "misspelt:model-alert": (
+        LOG_ANALYTICS,
+        "Summ",
+        lambda: _misspelt((ALERT_QUERIES / "token-budget.kql").read_text(), "sum(Sum)", "sum(Summ)"),
     ),
     "misspelt:workbook": (
         APPLICATION_INSIGHTS,
@@ -311,9 +327,9 @@ def resources(bicep: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
 
 
 def config(resource: dict[str, Any]) -> dict[str, Any]:
-    """A resource's body; for a loop, the body of each element."""
+    """A resource's body; for a loop, the body of each element; for `if (...)`, the body deployed."""
     body = resource["config"]
-    return body["config"] if "loop_type" in body else body
+    return body["config"] if "loop_type" in body or "condition" in body else body
 
 
 def app_settings(bicep: dict[str, Any]) -> dict[str, Any]:
@@ -503,6 +519,8 @@ def test_kql_uses_only_names_the_bot_emits() -> None:
             allowed |= events
         if re.search(r"\b(requests|AppRequests)\b", text):
             allowed.add(catalog.SPAN_MESSAGES_REQUEST)
+        if re.search(r"\b(dependencies|AppDependencies)\b", text):
+            allowed.add(catalog.SPAN_REPLY)  # the runbooks' replies to the channel
         assert compared <= allowed, f"{kql.id}: {compared - allowed} is no metric, event or span name of the catalog"
         for literal in re.findall(r"\"((?:bot|http|process)\.[a-z_.]+)\"", text):
             assert literal in metrics | set(attributes), f"{kql.id}: {literal} is not in the catalog"
@@ -788,6 +806,228 @@ def test_the_optional_azure_openai_account_has_no_keys_and_the_bot_only_its_user
     assert settings["AZURE_OPENAI_DEPLOYMENT"] == "openAiDeployment"
     assert settings["AZURE_OPENAI_CLIENT_ID"] == "identityClientId"
     assert "AZURE_OPENAI_API_KEY" not in settings
+
+
+# ---- the language model's alerts: the Prometheus ones, on Azure Monitor -------------------------------------------
+
+PROMETHEUS_GENAI_RULES = ROOT / "infra" / "prometheus" / "rules" / "genai.yml"
+RUNBOOKS = ROOT / "docs" / "runbooks"
+# Prometheus severity label -> Azure Monitor severity, as the existing alerts pair them (2 is Azure's "warning").
+AZURE_SEVERITY = {"critical": 1, "warning": 2}
+
+
+@dataclass(frozen=True)
+class ModelAlert:
+    resource: str  # symbolic name in modules/alerts.bicep
+    query: str  # file in infra/azure/alerts
+    measure: str  # the KQL column compared with the threshold
+    parameter: str  # main.bicep parameter holding the threshold
+    metric: catalog.Metric  # what both the Prometheus rule and the KQL read
+    percent: bool  # Prometheus compares a ratio, Azure a percentage
+
+
+MODEL_ALERTS = {
+    "ChatbotModelErrors": ModelAlert(
+        "modelErrorsAlert",
+        "model-errors.kql",
+        "ErrorPercent",
+        "modelErrorPercent",
+        catalog.GENAI_OPERATION_DURATION,
+        True,
+    ),
+    "ChatbotModelThrottled": ModelAlert(
+        "modelThrottledAlert",
+        "model-throttled.kql",
+        "ThrottledPercent",
+        "modelThrottledPercent",
+        catalog.GENAI_OPERATION_DURATION,
+        True,
+    ),
+    "ChatbotTokenBudget": ModelAlert(
+        "tokenBudgetAlert", "token-budget.kql", "Tokens", "tokenBudgetPerHour", catalog.GENAI_TOKEN_USAGE, False
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PrometheusRule:
+    name: str
+    expr: str
+    duration: str  # `for`, "" when none
+    severity: str
+    runbook_url: str
+
+
+def prometheus_rules(path: Path) -> dict[str, PrometheusRule]:
+    """Recording rules and alerts of a rule file, by record or alert name (the file's own shape; no YAML library)."""
+    rules: dict[str, PrometheusRule] = {}
+    blocks = re.split(r"^\s*- (?=record:|alert:)", path.read_text(), flags=re.MULTILINE)[1:]
+    for block in blocks:
+        name = re.match(r"(?:record|alert):\s*(\S+)", block)
+        expr = re.search(
+            r"^\s*expr:\s*\|?\s*\n?(.*?)(?=^\s*(?:for|labels|annotations):|^\s*- name:|\Z)", block, re.S | re.M
+        )
+        assert name, f"{path.name}: a rule without a name: {block[:80]!r}"
+        assert expr, f"{path.name}: cannot read the expression of {name.group(1)}"
+        duration = re.search(r"^\s*for:\s*(\S+)", block, re.M)
+        severity = re.search(r"^\s*severity:\s*(\S+)", block, re.M)
+        runbook = re.search(r"^\s*runbook_url:\s*'(.*)'\s*$", block, re.M)
+        rules[name.group(1)] = PrometheusRule(
+            name.group(1),
+            " ".join(expr.group(1).split()),
+            duration.group(1) if duration else "",
+            severity.group(1) if severity else "",
+            runbook.group(1) if runbook else "",
+        )
+    return rules
+
+
+def seconds(duration: str) -> int:
+    """Seconds of a Prometheus or KQL duration (`5m`, `1h`) or an ISO 8601 one (`PT10M`, `PT1H`)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    iso = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", duration)
+    if iso:
+        hours, minutes, secs = (int(part or 0) for part in iso.groups())
+        return hours * 3600 + minutes * 60 + secs
+    plain = re.fullmatch(r"(\d+)([smhd])", duration)
+    assert plain, f"not a duration: {duration!r}"
+    return int(plain.group(1)) * units[plain.group(2)]
+
+
+def reachable_expressions(rules: dict[str, PrometheusRule], expr: str) -> list[str]:
+    """An expression and those of every recording rule it reads, transitively."""
+    found, todo, seen = [], [expr], set()
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for name in re.findall(r"\bchatbot:[a-z0-9_:]+", current):
+            if name in rules and name not in seen:
+                seen.add(name)
+                todo.append(rules[name].expr)
+    return found
+
+
+def model_alert_rules(bicep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The scheduled-query rules deployed only with a model, by the Prometheus alert name they carry."""
+    alerts = model(bicep, "infra/azure/modules/alerts.bicep")["resources"]
+    found = {}
+    for name, resource in alerts.items():
+        if resource["type"] == "Microsoft.Insights/scheduledQueryRules" and "condition" in resource["config"]:
+            assert resource["config"]["condition"] == "modelAlerts", f"{name}: deploy it with the model alerts"
+            body = config(resource)
+            found[body["properties"]["actions"]["customProperties"]["alertname"]] = {"resource": name, **body}
+    return found
+
+
+def test_every_prometheus_model_alert_has_an_azure_alert_with_its_name_threshold_window_and_runbook(
+    bicep: dict[str, Any],
+) -> None:
+    rules = prometheus_rules(PROMETHEUS_GENAI_RULES)
+    prometheus_alerts = {name for name, rule in rules.items() if rule.severity}
+    azure = model_alert_rules(bicep)
+    assert set(MODEL_ALERTS) == prometheus_alerts == set(azure), "one Azure alert per Prometheus model alert"
+    main = model(bicep, "infra/azure/main.bicep")
+    defaults = {name: parameter.get("default") for name, parameter in main["parameters"].items()}
+    base = re.fullmatch(
+        r"\{\{ or \$externalLabels\.runbook_base_url \"([^\"]+)\" \}\}/\w+\.md",
+        next(rules[name].runbook_url for name in prometheus_alerts),
+    )
+    assert base, "the Prometheus model alerts link <runbook_base_url>/<alert>.md"
+    assert defaults["runbookBaseUrl"] == base.group(1), "the same runbook base as the Prometheus rules"
+    for name, expected in MODEL_ALERTS.items():
+        prometheus = rules[name]
+        body = azure[name]
+        properties = body["properties"]
+        assert body["resource"] == expected.resource
+        assert properties["severity"] == AZURE_SEVERITY[prometheus.severity], name
+        assert properties["autoMitigate"] is True
+        assert properties["evaluationFrequency"] == "PT5M"
+        assert _accessor(properties["actions"]["actionGroups"][0]) == "actionGroup.id"
+        # The runbook the Prometheus alert links, in the notification and in the rule's description.
+        assert (RUNBOOKS / f"{name}.md").is_file()
+        assert properties["actions"]["customProperties"]["runbook_url"] == f"${{runbookBaseUrl}}/{name}.md"
+        assert f"${{runbookBaseUrl}}/{name}.md" in properties["description"]
+        [criterion] = properties["criteria"]["allOf"]
+        assert criterion["query"]["function"]["parameters"]["file_path"] == f"../alerts/{expected.query}"
+        assert criterion["metricMeasureColumn"] == expected.measure
+        assert criterion["operator"] == "GreaterThan"
+        assert criterion["threshold"] == expected.parameter
+        assert criterion["failingPeriods"] == {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1}
+        # The threshold: the number the Prometheus alert compares first (a ratio there, a percentage here).
+        comparisons = re.findall(r"(chatbot:[a-z0-9_:]+)\s*>\s*([0-9.]+)", prometheus.expr)
+        (signal, threshold), *guard = comparisons
+        expected_threshold = float(threshold) * (100 if expected.percent else 1)
+        assert defaults[expected.parameter] == pytest.approx(expected_threshold), f"{name}: threshold drifted"
+        # The window: the Prometheus range, plus its `for` when a ratio must hold (a log alert has no `for`).
+        ranges = {
+            r for expr in reachable_expressions(rules, rules[signal].expr) for r in re.findall(r"\[(\w+)\]", expr)
+        }
+        [prometheus_range] = ranges
+        window = seconds(properties["windowSize"])
+        query = (ALERT_QUERIES / expected.query).read_text()
+        if expected.percent:
+            assert window == seconds(prometheus_range) + seconds(prometheus.duration), f"{name}: window drifted"
+            # The KQL's own window (for the calls-per-second guard) is the rule's, and so is the guard.
+            [let_window] = re.findall(r"^let window = (\w+);", query, re.M)
+            assert seconds(let_window) == window
+            [(guard_signal, guard_rate)] = guard
+            assert guard_signal == "chatbot:genai_calls:rate5m"
+            [minimum] = re.findall(r"^let minimumCallsPerSecond = ([0-9.]+);", query, re.M)
+            assert float(minimum) == float(guard_rate), f"{name}: the minimum call rate drifted"
+            assert [d["name"] for d in criterion["dimensions"]] == ["AppRoleInstance", "Model"], (
+                "per instance and model"
+            )
+        else:
+            assert window == seconds(prometheus_range), f"{name}: window drifted"
+            assert "dimensions" not in criterion, "the budget is for every instance together"
+
+
+def test_model_alert_kql_reads_what_the_prometheus_rule_reads(bicep: dict[str, Any]) -> None:
+    """The same metric, only attributes it has, and the same error.type selection as the Prometheus expression."""
+    rules = prometheus_rules(PROMETHEUS_GENAI_RULES)
+    for name, expected in MODEL_ALERTS.items():
+        text = strip_comments((ALERT_QUERIES / expected.query).read_text())
+        assert re.findall(r"\bName\s*==\s*\"([^\"]+)\"", text) == [expected.metric.name], name
+        keys = set(re.findall(r"Properties\[\s*\"([^\"]+)\"\s*\]", text))
+        assert keys <= set(expected.metric.attributes), (
+            f"{name}: {keys - set(expected.metric.attributes)} not on the metric"
+        )
+        expressions = reachable_expressions(rules, rules[name].expr)
+        assert any(expected.metric.prometheus_name in expr for expr in expressions), name
+        prometheus_matchers = {
+            (operator, value)
+            for expr in expressions
+            for operator, value in re.findall(r"\berror_type\s*(!=|=)\s*\"([^\"]*)\"", expr)
+        }
+        kql_matchers = {
+            (operator.replace("==", "="), value)
+            for operator, value in re.findall(r"\bErrorType\s*(!=|==)\s*\"([^\"]*)\"", text)
+        }
+        assert kql_matchers == prometheus_matchers, f"{name}: error.type selection differs from the Prometheus rule"
+        if kql_matchers:
+            source = rf"ErrorType\s*=\s*tostring\(Properties\[\"{re.escape(catalog.ERROR_TYPE)}\"\]\)"
+            assert re.search(source, text), f"{name}: ErrorType must be the metric's {catalog.ERROR_TYPE}"
+        for _, value in kql_matchers:
+            assert not value or value.isdigit() or value in catalog.GEN_AI_ERRORS, (
+                f"{name}: error.type is never {value!r}"
+            )
+
+
+def test_model_alerts_are_deployed_exactly_when_a_model_is(bicep: dict[str, Any]) -> None:
+    main = model(bicep, "infra/azure/main.bicep")
+    params = config(main["modules"]["alerts"])["params"]
+    assert params["modelAlerts"] == {
+        "operator": {"type": "or", "operands": {"operand_1": "deployOpenAi", "operand_2": "deployModelAlerts"}}
+    }, "the template's own model (the AZURE_OPENAI_* settings), or one the operator configured"
+    assert main["parameters"]["deployModelAlerts"]["default"] is False
+    assert main["modules"]["openAi"]["config"]["condition"] == "deployOpenAi"
+    for parameter in ("modelErrorPercent", "modelThrottledPercent", "tokenBudgetPerHour", "runbookBaseUrl"):
+        assert params[parameter] == parameter
+    # Every other alert is deployed whatever the model.
+    alerts = model(bicep, "infra/azure/modules/alerts.bicep")["resources"]
+    unconditional = {name for name, resource in alerts.items() if "condition" not in resource["config"]}
+    assert unconditional >= {"errorSpikeAlert", "authFailuresAlert", "responseTimeAlert", "actionGroup"}
+    assert {name for name in alerts if name not in unconditional} == {m.resource for m in MODEL_ALERTS.values()}
 
 
 # ---- scale-out: shared state, autoscale, per-instance telemetry storage -----------------------------------------

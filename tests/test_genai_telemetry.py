@@ -145,6 +145,20 @@ async def test_genai_metrics_are_exposed_under_their_catalog_names_with_bounded_
 
     await ingestion.wait_for_async(lambda envelopes: token_sums(envelopes), message="token metrics")
 
+    # What the Azure model alerts read (infra/azure/alerts/model-*.kql): the calls of each
+    # gen_ai.client.operation.duration point (its count, the workspace's ItemCount) by error.type, the 429 among them.
+
+    def call_counts(envelopes: list[dict[str, Any]]) -> dict[str, int] | None:
+        counts: dict[str, int] = {}
+        for envelope in envelopes:
+            for point in envelope["data"]["baseData"].get("metrics", []):
+                if point["name"] == catalog.GENAI_OPERATION_DURATION.name:
+                    kind = dimensions(envelope).get(catalog.ERROR_TYPE, "")
+                    counts[kind] = counts.get(kind, 0) + point["count"]
+        return counts if counts == {"": 2, "429": 1} else None
+
+    await ingestion.wait_for_async(lambda envelopes: call_counts(envelopes), message="model calls by error.type")
+
 
 async def test_content_is_recorded_only_when_opted_in_and_then_redacted(
     model: ModelStandIn, channel: ChannelStandIn, ingestion: IngestionStandIn, azure_sdk_offline: None, tmp_path: Path

@@ -153,6 +153,26 @@ param openAiModelVersion string = '2024-07-18'
 @description('Capacity of the chat deployment in thousands of tokens per minute (its rate limit; the bot answers 429s with its fallback).')
 param openAiCapacity int = 10
 
+@description('Deploy the language-model alerts (model errors, 429s, token budget) although deployOpenAi is false: the bot calls a model configured outside this template (OPENAI_BASE_URL or another Azure OpenAI account in its app settings).')
+param deployModelAlerts bool = false
+
+@minValue(1)
+@maxValue(100)
+@description('Share of model calls (percent) failing on one instance within 10 minutes above which an alert fires (10 %, as the Prometheus alert ChatbotModelErrors).')
+param modelErrorPercent int = 10
+
+@minValue(1)
+@maxValue(100)
+@description('Share of model calls (percent) refused with 429 on one instance within 15 minutes above which an alert fires (5 %, as the Prometheus alert ChatbotModelThrottled).')
+param modelThrottledPercent int = 5
+
+@minValue(1)
+@description('Model tokens (input and output) all instances may use in an hour before an alert fires (1,000,000, as the Prometheus alert ChatbotTokenBudget).')
+param tokenBudgetPerHour int = 1000000
+
+@description('Base address of the published runbooks (docs/runbooks): the model alerts link <base>/<alert name>.md, as the Prometheus rules do with their runbook_base_url.')
+param runbookBaseUrl string = 'https://runbooks.example.com/otel-chatbot'
+
 @description('Turn on the Microsoft Teams channel of the Azure Bot (Web Chat is always on).')
 param enableTeamsChannel bool = false
 
@@ -302,6 +322,13 @@ module alerts 'modules/alerts.bicep' = {
     authFailuresThreshold: authFailuresThreshold
     healthUrl: 'https://${app.outputs.defaultHostName}/healthz'
     availabilityFailedLocations: availabilityFailedLocations
+    // A model is configured when the template deploys one (the same condition as the app's AZURE_OPENAI_* settings)
+    // or when the operator says the bot calls one of its own.
+    modelAlerts: deployOpenAi || deployModelAlerts
+    modelErrorPercent: modelErrorPercent
+    modelThrottledPercent: modelThrottledPercent
+    tokenBudgetPerHour: tokenBudgetPerHour
+    runbookBaseUrl: runbookBaseUrl
   }
 }
 

@@ -23,6 +23,14 @@ param authFailuresThreshold int
 param healthUrl string
 param availabilityFailedLocations int
 
+@description('Deploy the language-model alerts: the bot has a model configured (docs/genai.md).')
+param modelAlerts bool
+param modelErrorPercent int
+param modelThrottledPercent int
+param tokenBudgetPerHour int
+@description('Where the runbooks are published (the Prometheus rules default to the same base): each model alert links <base>/<alert name>.md.')
+param runbookBaseUrl string
+
 // No address given (azd up --no-prompt without BOT_ALERT_EMAIL): no e-mail receiver; the alerts still fire and show
 // under Monitor -> Alerts, and reach the webhook if one is set.
 var emailReceivers = empty(alertEmailAddress) ? [] : [
@@ -340,6 +348,181 @@ resource availabilityAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
         actionGroupId: actionGroup.id
       }
     ]
+  }
+}
+
+// The language model's alerts: the same conditions as the Prometheus alerts of infra/prometheus/rules/genai.yml,
+// read from the GenAI metrics (AppMetrics: one measurement per model call, not sampled). Prometheus keeps a 5-minute
+// ratio above the threshold for `for`; a log alert has no `for`, so its window is the ratio's 5 minutes plus the
+// `for` (10 and 15 minutes), evaluated every 5 minutes (docs/genai.md says how that differs). Each carries the
+// Prometheus alert's name and its runbook in the notification (custom properties of the common alert schema).
+resource modelErrorsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (modelAlerts) {
+  name: 'alert-model-errors-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'otel-chatbot model errors'
+    description: 'More than ${modelErrorPercent} % of the calls one bot instance made to a model failed in the last 10 minutes (at least 0.01 calls/s); those users got the fallback answer. Runbook: ${runbookBaseUrl}/ChatbotModelErrors.md'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    targetResourceTypes: [
+      'Microsoft.OperationalInsights/workspaces'
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT10M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../alerts/model-errors.kql')
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'ErrorPercent'
+          operator: 'GreaterThan'
+          threshold: modelErrorPercent
+          dimensions: [
+            {
+              name: 'AppRoleInstance'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'Model'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+      customProperties: {
+        alertname: 'ChatbotModelErrors'
+        runbook_url: '${runbookBaseUrl}/ChatbotModelErrors.md'
+      }
+    }
+  }
+}
+
+resource modelThrottledAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (modelAlerts) {
+  name: 'alert-model-throttled-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'otel-chatbot model throttled'
+    description: 'The model answered 429 (quota or rate limit) to more than ${modelThrottledPercent} % of the calls of one bot instance in the last 15 minutes (at least 0.01 calls/s). Runbook: ${runbookBaseUrl}/ChatbotModelThrottled.md'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    targetResourceTypes: [
+      'Microsoft.OperationalInsights/workspaces'
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../alerts/model-throttled.kql')
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'ThrottledPercent'
+          operator: 'GreaterThan'
+          threshold: modelThrottledPercent
+          dimensions: [
+            {
+              name: 'AppRoleInstance'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'Model'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+      customProperties: {
+        alertname: 'ChatbotModelThrottled'
+        runbook_url: '${runbookBaseUrl}/ChatbotModelThrottled.md'
+      }
+    }
+  }
+}
+
+resource tokenBudgetAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (modelAlerts) {
+  name: 'alert-token-budget-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'otel-chatbot token budget'
+    description: 'Every instance of the bot together used more than ${tokenBudgetPerHour} model tokens in the last hour. Runbook: ${runbookBaseUrl}/ChatbotTokenBudget.md'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    targetResourceTypes: [
+      'Microsoft.OperationalInsights/workspaces'
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT1H'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../alerts/token-budget.kql')
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'Tokens'
+          operator: 'GreaterThan'
+          threshold: tokenBudgetPerHour
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+      customProperties: {
+        alertname: 'ChatbotTokenBudget'
+        runbook_url: '${runbookBaseUrl}/ChatbotTokenBudget.md'
+      }
+    }
   }
 }
 
