@@ -56,6 +56,11 @@ RERUN_BUDGET_SECONDS = 8.0
 RERUN_BACKOFF_SECONDS = 0.01
 
 
+def _conversation_key(activity: Activity) -> str:
+    """As botbuilder keys conversation state: conversation ids are unique within a channel only."""
+    return f"{activity.channel_id}/{activity.conversation.id if activity.conversation else ''}"
+
+
 def is_proactive(activity: Activity) -> bool:
     return activity.type == ActivityTypes.event and activity.name == ActivityEventNames.continue_conversation
 
@@ -169,7 +174,7 @@ class ConversationTurnGuard(Middleware):
         shared store: saved in the same write as the dialog) or, for a private store, once the turn succeeded."""
         activity_id = context.activity.id
         if self._recent is not None:
-            recent = self._recent.get(context.activity.conversation.id if context.activity.conversation else "")
+            recent = self._recent.get(_conversation_key(context.activity))
             return recent is not None and activity_id in recent
         processed: list[str] = await self._processed.get(context, list)
         if activity_id in processed:
@@ -181,7 +186,7 @@ class ConversationTurnGuard(Middleware):
 
     def _remember(self, context: TurnContext) -> None:
         assert self._recent is not None
-        conversation = context.activity.conversation.id if context.activity.conversation else ""
+        conversation = _conversation_key(context.activity)
         recent = self._recent.pop(conversation, None) or deque(maxlen=PROCESSED_WINDOW)
         recent.append(context.activity.id)
         self._recent[conversation] = recent  # most recently active last
