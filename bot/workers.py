@@ -381,11 +381,9 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
                 raise StartError(f"BOT_STATE_DB: {state_db}: {error}") from None
         supervisor = Supervisor(settings, count, state_db, os.environ)
         stack.push_async_callback(supervisor.stop)
-        say(f"starting {count} worker processes on port {settings.port}")
-        if not await supervisor.start(stop):
-            say("stopping before every worker started")
-            return 0
         if settings.metrics_port:
+            # Bound before the workers start: a port they would take by chance (their own sockets are ephemeral) or
+            # a busy one stops the start-up before any worker runs.
             # A view, not a copy: workers replaced on SIGHUP serve their metrics on new sockets.
             proxy = metrics_proxy(
                 MetricsPorts(supervisor),
@@ -398,6 +396,10 @@ async def _supervise(settings: Settings, count: int, banner: str, metrics_proxy:
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+        say(f"starting {count} worker processes on port {settings.port}")
+        if not await supervisor.start(stop):
+            say("stopping before every worker started")
+            return 0
         print(banner, flush=True)
         async with aiohttp.ClientSession() as session:
             reloading: asyncio.Task[None] | None = None
