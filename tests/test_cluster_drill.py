@@ -41,6 +41,7 @@ from telemetry import catalog
 from tests.support.azurite import Azurite, running_azurite
 from tests.support.channel import ChannelStandIn
 from tests.support.emulator import EmulatorClient
+from tests.support.prerequisites import missing_prerequisite
 
 USERS = 12
 DELIVERY_ATTEMPTS = 4
@@ -55,10 +56,7 @@ def azurite(tmp_path: Path) -> Iterator[Azurite]:
 @pytest.fixture
 def cluster(azurite: Azurite, ingestion: IngestionStandIn, tmp_path: Path) -> Iterator[Cluster]:
     if shutil.which("haproxy") is None and not os.access("/usr/sbin/haproxy", os.X_OK):
-        message = "the cluster drill needs haproxy: run bash infra/dev/install.sh --test"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite("the cluster drill needs haproxy: run bash infra/dev/install.sh --test")
     # Telemetry leaves within a fraction of a second, so the victim's can be waited for before the kill.
     env = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100", "BOT_REPLY_TIMEOUT_SECONDS": "5"}
     running = Cluster(tmp_path / "cluster", azurite.connection_string, ingestion.connection_string, 3, env)

@@ -27,6 +27,7 @@ from bot.dialogs.feedback_dialog import COMMENT_PROMPT, RATING_PROMPT
 from bot.knowledge import KnowledgeBase
 from telemetry import catalog
 from tests.support.botserver import running_bot
+from tests.support.prerequisites import missing_prerequisite
 
 WEBCHAT_DIR = Path(__file__).parent / "webchat"
 CHROMIUM = "/usr/bin/chromium"
@@ -49,10 +50,7 @@ def _missing() -> list[str]:
 def web_chat_installed() -> None:
     missing = _missing()
     if missing:
-        message = f"Web Chat test needs {', '.join(missing)}: run bash infra/dev/install.sh --test"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite(f"Web Chat test needs {', '.join(missing)}: run bash infra/dev/install.sh --test")
 
 
 def _fragment(text: str, fragment: str) -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from loadtest.azurite import Azurite, missing
+from tests.support.prerequisites import missing_prerequisite
 
 __all__ = ["Azurite", "require_azurite", "running_azurite"]
 
@@ -16,10 +14,7 @@ __all__ = ["Azurite", "require_azurite", "running_azurite"]
 def require_azurite() -> None:
     absent = missing()
     if absent:
-        message = f"the blob state tests need Azurite ({absent}): run bash infra/dev/install.sh --test"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite(f"the blob state tests need Azurite ({absent}): run bash infra/dev/install.sh --test")
 
 
 def running_azurite(workspace: Path) -> Iterator[Azurite]:
